@@ -1,0 +1,135 @@
+//! The HTTP API: one module per GoTrue route group and the single route table, [`endpoints`].
+//! Every route is served at the root (like GoTrue) and under `/auth/v1` (what supabase-js and
+//! the WeChat SDK call when they talk to weauth directly, without Supabase's gateway).
+
+pub mod admin;
+pub mod health;
+pub mod logout;
+pub mod settings;
+pub mod signup;
+pub mod token;
+pub mod user;
+pub mod validate;
+pub mod wechat_mini;
+
+use std::collections::BTreeMap;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, Handler, HttpRequest, HttpResponse, Responder, Route};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// GoTrue's request body limit.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The prefix supabase-js puts before every auth route.
+pub const PREFIX: &str = "/auth/v1";
+
+/// One route: method, path (actix syntax) and handler.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    route: Route,
+}
+
+fn endpoint<F, Args>(method: Method, path: &'static str, handler: F) -> Endpoint
+where
+    F: Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    Endpoint { route: web::method(method.clone()).to(handler), method, path }
+}
+
+/// Every route weauth serves. `tests/spec.rs` checks this list against `api-spec/openapi.yaml`.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Method as M;
+    vec![
+        endpoint(M::GET, "/health", health::health),
+        endpoint(M::GET, "/settings", settings::settings),
+        endpoint(M::POST, "/signup", signup::signup),
+        endpoint(M::POST, "/token", token::token),
+        endpoint(M::GET, "/user", user::user_get),
+        endpoint(M::PUT, "/user", user::user_update),
+        endpoint(M::POST, "/logout", logout::logout),
+        endpoint(M::GET, "/admin/users", admin::admin_users),
+        endpoint(M::POST, "/admin/users", admin::admin_user_create),
+        endpoint(M::GET, "/admin/users/{user_id}", admin::admin_user_get),
+        endpoint(M::PUT, "/admin/users/{user_id}", admin::admin_user_update),
+        endpoint(M::DELETE, "/admin/users/{user_id}", admin::admin_user_delete),
+        endpoint(M::GET, "/wechat_mini/login", wechat_mini::login),
+        endpoint(M::POST, "/wechat_mini/login", wechat_mini::login_post),
+        endpoint(M::GET, "/wechat_mini/bind_phone", wechat_mini::bind_phone),
+        endpoint(M::POST, "/wechat_mini/bind_phone", wechat_mini::bind_phone_post),
+        endpoint(M::GET, "/wechat_mini/bind_account", wechat_mini::bind_account),
+        endpoint(M::POST, "/wechat_mini/bind_account", wechat_mini::bind_account_post),
+        endpoint(M::POST, "/wechat_mini/unlimited_qrcode", wechat_mini::unlimited_qrcode),
+    ]
+}
+
+/// Mounts the API on an actix app: extractor error handlers, the routes at the root and under
+/// [`PREFIX`], and JSON 404/405 answers.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config())
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .service(web::scope(PREFIX).configure(routes))
+        .configure(routes);
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    let mut resources: BTreeMap<&'static str, actix_web::Resource> = BTreeMap::new();
+    for e in endpoints() {
+        let resource = resources.remove(e.path).unwrap_or_else(|| web::resource(e.path));
+        resources.insert(e.path, resource.route(e.route));
+    }
+    for (_, resource) in resources {
+        cfg.service(resource.default_service(web::to(method_not_allowed)));
+    }
+}
+
+/// Answer for unknown paths (mounted by the app as its default service).
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(ErrorCode::NotFound, "Not found"))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "Method not allowed"))
+}
+
+/// JSON bodies: at most 1 MiB, `application/json` (or a `+json` type) or no content type at all,
+/// every failure as a GoTrue error.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .content_type_required(false)
+        .content_type(|mime| mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+        .error_handler(json_error)
+}
+
+fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RequestEntityTooLarge,
+            "Request body too large",
+        ),
+        JsonPayloadError::ContentType => {
+            ApiError::bad_request(ErrorCode::BadJson, "Content-Type must be application/json")
+        }
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::bad_request(ErrorCode::BadJson, format!("Could not parse request body as JSON: {e}"))
+        }
+        other => ApiError::bad_request(ErrorCode::BadJson, format!("Could not read request body: {other}")),
+    };
+    api.into()
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::validation(format!("Invalid query parameters: {err}")).into()
+}
+
+fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::not_found(ErrorCode::ValidationFailed, format!("Invalid path parameter: {err}")).into()
+}

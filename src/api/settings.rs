@@ -1,0 +1,28 @@
+//! `GET /settings` (GoTrue `internal/api/settings.go`): every key always present.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub async fn settings(state: web::Data<AppState>) -> HttpResponse {
+    let c = &state.config;
+    HttpResponse::Ok().json(json!({
+        "external": {
+            "anonymous_users": false, "apple": false, "azure": false, "bitbucket": false,
+            "discord": false, "facebook": false, "snapchat": false, "figma": false, "fly": false,
+            "github": false, "gitlab": false, "google": false, "keycloak": false, "kakao": false,
+            "linkedin": false, "linkedin_oidc": false, "notion": false, "spotify": false,
+            "slack": false, "slack_oidc": false, "workos": false, "twitch": false, "twitter": false,
+            "email": c.external_email_enabled, "phone": c.external_phone_enabled, "zoom": false,
+            "wechat": c.wechat.enabled,
+        },
+        "disable_signup": c.disable_signup,
+        "mailer_autoconfirm": c.mailer_autoconfirm,
+        "phone_autoconfirm": c.sms_autoconfirm,
+        "sms_provider": "",
+        "saml_enabled": false,
+        "saml_private_key_next_configured": false,
+        "passkeys_enabled": false,
+    }))
+}

@@ -1,0 +1,75 @@
+//! PostgreSQL access: the r2d2 pool, the embedded migrations, and [`run`], the one bridge from
+//! async handlers into blocking diesel code.
+
+pub mod models;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::{ApiError, ApiResult};
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Serialises concurrent migration runs (several instances starting at once on one database).
+const MIGRATION_LOCK_KEY: i64 = 0x7765_6175_7468; // "weauth"
+
+/// Builds the pool without connecting, so the server starts (and answers 503) while the
+/// database is still coming up; r2d2 reconnects on its own once it is reachable.
+pub fn build_pool(database_url: &str, max_size: u32, connect_timeout: Duration) -> PgPool {
+    Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .connection_timeout(connect_timeout)
+        .build_unchecked(ConnectionManager::new(database_url))
+}
+
+/// Applies pending migrations under an advisory lock; returns the versions applied.
+pub fn run_migrations(database_url: &str) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut conn = PgConnection::establish(database_url)?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(&mut conn)?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.iter().map(|v| v.to_string()).collect());
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(&mut conn)?;
+    applied
+}
+
+/// Runs `f` with a pooled connection on actix's blocking thread pool. A handler's whole unit of
+/// work (usually one transaction) goes into one call.
+pub async fn run<T, F>(pool: &PgPool, f: F) -> ApiResult<T>
+where
+    F: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool.get().map_err(ApiError::database_unavailable)?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Runs `f` inside one transaction (see [`run`]).
+pub async fn transaction<T, F>(pool: &PgPool, f: F) -> ApiResult<T>
+where
+    F: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    run(pool, move |conn| conn.transaction(f)).await
+}
+
+/// True when `e` is a unique-constraint violation on the named constraint or index.
+pub fn is_unique_violation(e: &diesel::result::Error, constraint: &str) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(e, Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+        if info.constraint_name() == Some(constraint))
+}

@@ -1,0 +1,147 @@
+//! `auth.identities` (GoTrue `internal/models/identity.go`).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::db::schema::identities;
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = identities)]
+pub struct Identity {
+    pub id: Uuid,
+    pub provider_id: String,
+    pub user_id: Uuid,
+    pub identity_data: Value,
+    pub provider: String,
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub email: Option<String>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = identities)]
+pub struct NewIdentity {
+    pub id: Uuid,
+    pub provider_id: String,
+    pub user_id: Uuid,
+    pub identity_data: Value,
+    pub provider: String,
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl NewIdentity {
+    pub fn new(user_id: Uuid, provider: &str, provider_id: &str, data: Map<String, Value>, now: DateTime<Utc>) -> Self {
+        NewIdentity {
+            id: Uuid::new_v4(),
+            provider_id: provider_id.to_string(),
+            user_id,
+            identity_data: Value::Object(data),
+            provider: provider.to_string(),
+            last_sign_in_at: Some(now),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// GoTrue's identity JSON. Note the historical swap: `id` is the provider's subject and
+/// `identity_id` the row's primary key.
+#[derive(Serialize)]
+pub struct IdentityJson<'a> {
+    pub identity_id: Uuid,
+    pub id: &'a str,
+    pub user_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_data: Option<&'a Value>,
+    pub provider: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub email: &'a str,
+}
+
+impl Identity {
+    pub fn to_json(&self) -> IdentityJson<'_> {
+        let has_data = self.identity_data.as_object().is_some_and(|m| !m.is_empty());
+        IdentityJson {
+            identity_id: self.id,
+            id: &self.provider_id,
+            user_id: self.user_id,
+            identity_data: has_data.then_some(&self.identity_data),
+            provider: &self.provider,
+            last_sign_in_at: self.last_sign_in_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            email: self.email.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+pub fn for_user(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<Vec<Identity>> {
+    identities::table
+        .filter(identities::user_id.eq(user_id))
+        .order(identities::created_at.asc())
+        .select(Identity::as_select())
+        .load(conn)
+}
+
+pub fn find(conn: &mut PgConnection, provider: &str, provider_id: &str) -> QueryResult<Option<Identity>> {
+    identities::table
+        .filter(identities::provider.eq(provider))
+        .filter(identities::provider_id.eq(provider_id))
+        .select(Identity::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert(conn: &mut PgConnection, new: &NewIdentity) -> QueryResult<Identity> {
+    diesel::insert_into(identities::table).values(new).returning(Identity::as_returning()).get_result(conn)
+}
+
+/// Replaces an identity's data (e-mail or phone changed), creating the identity if it is missing.
+pub fn upsert_data(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    provider: &str,
+    data: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let existing = identities::table
+        .filter(identities::user_id.eq(user_id))
+        .filter(identities::provider.eq(provider))
+        .select(Identity::as_select())
+        .first(conn)
+        .optional()?;
+    match existing {
+        Some(identity) => {
+            let mut merged = identity.identity_data.as_object().cloned().unwrap_or_default();
+            merged.extend(data);
+            diesel::update(identities::table.find(identity.id))
+                .set((identities::identity_data.eq(Value::Object(merged)), identities::updated_at.eq(now)))
+                .execute(conn)?;
+        }
+        None => {
+            insert(conn, &NewIdentity::new(user_id, provider, &user_id.to_string(), data, now))?;
+        }
+    }
+    Ok(())
+}
+
+/// The distinct providers of a user's identities, in first-linked order (`app_metadata.providers`).
+pub fn providers(identities: &[Identity]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for identity in identities {
+        if !out.contains(&identity.provider) {
+            out.push(identity.provider.clone());
+        }
+    }
+    out
+}

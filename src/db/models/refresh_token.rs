@@ -1,0 +1,68 @@
+//! `auth.refresh_tokens` (GoTrue `internal/models/refresh_token.go`, v1 opaque tokens).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
+use uuid::Uuid;
+
+use crate::db::schema::refresh_tokens;
+
+#[derive(Queryable, Selectable, Clone)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub id: i64,
+    pub token: Option<String>,
+    pub user_id: Option<String>,
+    pub revoked: Option<bool>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub parent: Option<String>,
+    pub session_id: Option<Uuid>,
+}
+
+/// Loads a token and locks its row, so concurrent refreshes of one token are serialised.
+pub fn find_for_update(conn: &mut PgConnection, token: &str) -> QueryResult<Option<RefreshToken>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::token.eq(token))
+        .select(RefreshToken::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// The session's newest unrevoked token.
+pub fn active_for_session(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<Option<RefreshToken>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::session_id.eq(session_id))
+        .filter(refresh_tokens::revoked.eq(false))
+        .order(refresh_tokens::id.desc())
+        .select(RefreshToken::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Revokes `old` and issues `new_token` as its child in the same session, and marks the
+/// session refreshed: one statement.
+pub fn rotate(conn: &mut PgConnection, old: &RefreshToken, new_token: &str, now: DateTime<Utc>) -> QueryResult<()> {
+    diesel::sql_query(
+        "WITH r AS (
+           UPDATE auth.refresh_tokens SET revoked = true, updated_at = $2 WHERE id = $1
+         ), s AS (
+           UPDATE auth.sessions SET refreshed_at = ($2 AT TIME ZONE 'UTC'), updated_at = $2 WHERE id = $5
+         )
+         INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, parent, session_id)
+         VALUES ('00000000-0000-0000-0000-000000000000', $3, $4, false, $2, $2, $6, $5)",
+    )
+    .bind::<BigInt, _>(old.id)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Text, _>(new_token)
+    .bind::<Text, _>(old.user_id.clone().unwrap_or_default())
+    .bind::<SqlUuid, _>(old.session_id.unwrap_or_default())
+    .bind::<Text, _>(old.token.clone().unwrap_or_default())
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Removes a token that belongs to no session (legacy rows GoTrue may have left behind).
+pub fn delete(conn: &mut PgConnection, id: i64) -> QueryResult<usize> {
+    diesel::delete(refresh_tokens::table.find(id)).execute(conn)
+}

@@ -1,0 +1,284 @@
+//! `auth.users` (GoTrue `internal/models/user.go`).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::identity::{Identity, IdentityJson};
+use super::INSTANCE_ID;
+use crate::db::schema::users;
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Varchar>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
+
+/// A user row. Deliberately not `Debug`: it holds the password hash.
+#[derive(Queryable, Selectable, Clone)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: Uuid,
+    pub aud: Option<String>,
+    pub role: Option<String>,
+    pub email: Option<String>,
+    pub encrypted_password: Option<String>,
+    pub email_confirmed_at: Option<DateTime<Utc>>,
+    pub invited_at: Option<DateTime<Utc>>,
+    pub confirmation_sent_at: Option<DateTime<Utc>>,
+    pub recovery_sent_at: Option<DateTime<Utc>>,
+    pub email_change: Option<String>,
+    pub email_change_sent_at: Option<DateTime<Utc>>,
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub raw_app_meta_data: Option<Value>,
+    pub raw_user_meta_data: Option<Value>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub phone: Option<String>,
+    pub phone_confirmed_at: Option<DateTime<Utc>>,
+    pub phone_change: Option<String>,
+    pub phone_change_sent_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub reauthentication_sent_at: Option<DateTime<Utc>>,
+    pub banned_until: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub is_anonymous: bool,
+}
+
+/// A new row. The token columns are written as `''`, not NULL, because GoTrue scans them into
+/// plain strings and would fail to load a user weauth created.
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser {
+    pub instance_id: Uuid,
+    pub id: Uuid,
+    pub aud: String,
+    pub role: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub encrypted_password: String,
+    pub email_confirmed_at: Option<DateTime<Utc>>,
+    pub phone_confirmed_at: Option<DateTime<Utc>>,
+    pub confirmation_sent_at: Option<DateTime<Utc>>,
+    pub confirmation_token: String,
+    pub recovery_token: String,
+    pub email_change_token_new: String,
+    pub email_change: String,
+    pub raw_app_meta_data: Value,
+    pub raw_user_meta_data: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub banned_until: Option<DateTime<Utc>>,
+    pub is_anonymous: bool,
+}
+
+impl NewUser {
+    /// A user with no credentials yet; callers fill in e-mail, phone, password and metadata.
+    pub fn new(id: Uuid, aud: &str, role: &str, now: DateTime<Utc>) -> NewUser {
+        NewUser {
+            instance_id: INSTANCE_ID,
+            id,
+            aud: aud.to_string(),
+            role: role.to_string(),
+            email: None,
+            phone: None,
+            encrypted_password: String::new(),
+            email_confirmed_at: None,
+            phone_confirmed_at: None,
+            confirmation_sent_at: None,
+            confirmation_token: String::new(),
+            recovery_token: String::new(),
+            email_change_token_new: String::new(),
+            email_change: String::new(),
+            raw_app_meta_data: Value::Object(Map::new()),
+            raw_user_meta_data: Value::Object(Map::new()),
+            created_at: now,
+            updated_at: now,
+            banned_until: None,
+            is_anonymous: false,
+        }
+    }
+}
+
+impl User {
+    pub fn is_banned(&self, now: DateTime<Utc>) -> bool {
+        self.banned_until.is_some_and(|until| until > now)
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.encrypted_password.as_deref().is_some_and(|p| !p.is_empty())
+    }
+
+    pub fn app_metadata(&self) -> Map<String, Value> {
+        as_object(self.raw_app_meta_data.clone())
+    }
+
+    pub fn user_metadata(&self) -> Map<String, Value> {
+        as_object(self.raw_user_meta_data.clone())
+    }
+
+    /// GoTrue's JSON shape of a user (`models.User`), with `identities` when they were loaded.
+    pub fn to_json<'a>(&'a self, identities: Option<&'a [Identity]>) -> UserJson<'a> {
+        UserJson {
+            id: self.id,
+            aud: self.aud.as_deref().unwrap_or(""),
+            role: self.role.as_deref().unwrap_or(""),
+            email: self.email.as_deref().unwrap_or(""),
+            email_confirmed_at: self.email_confirmed_at,
+            invited_at: self.invited_at,
+            phone: self.phone.as_deref().unwrap_or(""),
+            phone_confirmed_at: self.phone_confirmed_at,
+            confirmation_sent_at: self.confirmation_sent_at,
+            confirmed_at: self.confirmed_at.or_else(|| min_time(self.email_confirmed_at, self.phone_confirmed_at)),
+            recovery_sent_at: self.recovery_sent_at,
+            new_email: self.email_change.as_deref().unwrap_or(""),
+            email_change_sent_at: self.email_change_sent_at,
+            new_phone: self.phone_change.as_deref().unwrap_or(""),
+            phone_change_sent_at: self.phone_change_sent_at,
+            reauthentication_sent_at: self.reauthentication_sent_at,
+            last_sign_in_at: self.last_sign_in_at,
+            app_metadata: self.app_metadata(),
+            user_metadata: self.user_metadata(),
+            identities: identities.map(|ids| ids.iter().map(Identity::to_json).collect()),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            banned_until: self.banned_until,
+            deleted_at: self.deleted_at,
+            is_anonymous: self.is_anonymous,
+        }
+    }
+}
+
+/// `LEAST(email_confirmed_at, phone_confirmed_at)`, which Postgres computes for the generated
+/// column; used for rows changed in this request, before a re-read.
+fn min_time(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn as_object(value: Option<Value>) -> Map<String, Value> {
+    match value {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The user object of GoTrue's API, field for field and in GoTrue's order
+/// (`internal/models/user.go`; omission rules from its `json` tags).
+#[derive(Serialize)]
+pub struct UserJson<'a> {
+    pub id: Uuid,
+    pub aud: &'a str,
+    pub role: &'a str,
+    pub email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_confirmed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invited_at: Option<DateTime<Utc>>,
+    pub phone: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_confirmed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation_sent_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_sent_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub new_email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_change_sent_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub new_phone: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_change_sent_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reauthentication_sent_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub app_metadata: Map<String, Value>,
+    pub user_metadata: Map<String, Value>,
+    pub identities: Option<Vec<IdentityJson<'a>>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banned_until: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub is_anonymous: bool,
+}
+
+pub fn find_by_id(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table.find(id).select(User::as_select()).first(conn).optional()
+}
+
+/// Same audience, e-mail compared lower-cased, SSO users excluded (GoTrue `FindUserByEmailAndAudience`).
+pub fn find_by_email(conn: &mut PgConnection, aud: &str, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(lower(users::email).eq(email.to_lowercase()))
+        .filter(users::aud.eq(aud))
+        .filter(users::is_sso_user.eq(false))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Phones are unique across the whole table (`users_phone_key`), whatever the audience.
+pub fn find_by_phone(conn: &mut PgConnection, phone: &str) -> QueryResult<Option<User>> {
+    users::table.filter(users::phone.eq(phone)).select(User::as_select()).first(conn).optional()
+}
+
+pub fn email_taken(conn: &mut PgConnection, aud: &str, email: &str, except: Option<Uuid>) -> QueryResult<bool> {
+    Ok(find_by_email(conn, aud, email)?.is_some_and(|u| Some(u.id) != except))
+}
+
+pub fn phone_taken(conn: &mut PgConnection, phone: &str, except: Option<Uuid>) -> QueryResult<bool> {
+    Ok(find_by_phone(conn, phone)?.is_some_and(|u| Some(u.id) != except))
+}
+
+pub fn insert(conn: &mut PgConnection, new: &NewUser) -> QueryResult<User> {
+    diesel::insert_into(users::table).values(new).returning(User::as_returning()).get_result(conn)
+}
+
+/// Merges `changes` into a metadata object the way GoTrue does: a JSON `null` deletes the key.
+pub fn merge_metadata(mut current: Map<String, Value>, changes: Map<String, Value>) -> Map<String, Value> {
+    for (key, value) in changes {
+        if value.is_null() {
+            current.remove(&key);
+        } else {
+            current.insert(key, value);
+        }
+    }
+    current
+}
+
+/// Page of users in one audience, newest first, with the total count.
+pub fn list(
+    conn: &mut PgConnection,
+    aud: &str,
+    filter: Option<&str>,
+    page: i64,
+    per_page: i64,
+) -> QueryResult<(Vec<User>, i64)> {
+    let query = || {
+        let mut q = users::table.filter(users::aud.eq(aud.to_string())).into_boxed();
+        if let Some(f) = filter.filter(|f| !f.is_empty()) {
+            let pattern = format!("%{}%", f.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            q = q.filter(
+                users::email
+                    .ilike(pattern.clone())
+                    .or(diesel::dsl::sql::<diesel::sql_types::Bool>("raw_user_meta_data->>'full_name' ILIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern)),
+            );
+        }
+        q
+    };
+    let total = query().count().get_result(conn)?;
+    let rows = query()
+        .order((users::created_at.desc(), users::id.desc()))
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+        .select(User::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}

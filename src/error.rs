@@ -1,0 +1,297 @@
+//! The one error type of the HTTP API, rendered the way GoTrue renders its errors
+//! (`internal/api/errors.go`, `internal/api/apierrors/`).
+//!
+//! Legacy body: `{"code": <status>, "error_code": "...", "msg": "..."}` (+ `error_id` on 5xx).
+//! With `X-Supabase-Api-Version: 2024-01-01` on the request: `{"code": "...", "message": "..."}`,
+//! and the header is echoed. Both carry `x-sb-error-code`. The format switch happens in
+//! [`api_version_middleware`], the only place that sees both the request and the error.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, CACHE_CONTROL};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use serde_json::json;
+
+/// GoTrue's `error_code` strings (`apierrors/errorcode.go`), plus the WeChat codes weauth adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    UnexpectedFailure,
+    ValidationFailed,
+    BadJson,
+    EmailExists,
+    PhoneExists,
+    BadJwt,
+    NotAdmin,
+    NoAuthorization,
+    UserNotFound,
+    SessionNotFound,
+    RefreshTokenNotFound,
+    RefreshTokenAlreadyUsed,
+    SignupDisabled,
+    UserBanned,
+    UserAlreadyExists,
+    IdentityAlreadyExists,
+    EmailProviderDisabled,
+    PhoneProviderDisabled,
+    AnonymousProviderDisabled,
+    ProviderDisabled,
+    EmailNotConfirmed,
+    PhoneNotConfirmed,
+    InvalidCredentials,
+    WeakPassword,
+    SamePassword,
+    Conflict,
+    OverRequestRateLimit,
+    RequestEntityTooLarge,
+    RequestTimeout,
+    NotFound,
+    MethodNotAllowed,
+    /// The WeChat code is invalid, expired or from another app (errcode 40029).
+    WechatCodeInvalid,
+    /// The WeChat code was already exchanged (errcode 40163).
+    WechatCodeUsed,
+    /// WeChat refused this user as high-risk (errcode 40226).
+    WechatUserBlocked,
+    /// WeChat's per-minute quota was hit (45011, 45009).
+    WechatRateLimited,
+    /// WeChat rejected the request parameters (QR code scene/page/env_version, ...).
+    WechatInvalidRequest,
+    /// WeChat is busy, slow, unreachable or answered garbage.
+    WechatUnavailable,
+    /// WeChat rejected weauth's own credentials (app id/secret, IP whitelist).
+    WechatMisconfigured,
+    /// The legacy encrypted payload could not be verified or decrypted.
+    WechatDecryptFailed,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            UnexpectedFailure => "unexpected_failure",
+            ValidationFailed => "validation_failed",
+            BadJson => "bad_json",
+            EmailExists => "email_exists",
+            PhoneExists => "phone_exists",
+            BadJwt => "bad_jwt",
+            NotAdmin => "not_admin",
+            NoAuthorization => "no_authorization",
+            UserNotFound => "user_not_found",
+            SessionNotFound => "session_not_found",
+            RefreshTokenNotFound => "refresh_token_not_found",
+            RefreshTokenAlreadyUsed => "refresh_token_already_used",
+            SignupDisabled => "signup_disabled",
+            UserBanned => "user_banned",
+            UserAlreadyExists => "user_already_exists",
+            IdentityAlreadyExists => "identity_already_exists",
+            EmailProviderDisabled => "email_provider_disabled",
+            PhoneProviderDisabled => "phone_provider_disabled",
+            AnonymousProviderDisabled => "anonymous_provider_disabled",
+            ProviderDisabled => "provider_disabled",
+            EmailNotConfirmed => "email_not_confirmed",
+            PhoneNotConfirmed => "phone_not_confirmed",
+            InvalidCredentials => "invalid_credentials",
+            WeakPassword => "weak_password",
+            SamePassword => "same_password",
+            Conflict => "conflict",
+            OverRequestRateLimit => "over_request_rate_limit",
+            RequestEntityTooLarge => "request_entity_too_large",
+            RequestTimeout => "request_timeout",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            WechatCodeInvalid => "wechat_code_invalid",
+            WechatCodeUsed => "wechat_code_used",
+            WechatUserBlocked => "wechat_user_blocked",
+            WechatRateLimited => "wechat_rate_limited",
+            WechatInvalidRequest => "wechat_invalid_request",
+            WechatUnavailable => "wechat_unavailable",
+            WechatMisconfigured => "wechat_misconfigured",
+            WechatDecryptFailed => "wechat_decrypt_failed",
+        }
+    }
+}
+
+/// What a client sees when a request fails. The `source` is logged, never sent.
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub msg: Cow<'static, str>,
+    /// Reasons for `weak_password` (`length`, `characters`), sent as `weak_password.reasons`.
+    pub weak_password_reasons: Vec<&'static str>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// GoTrue's message for any unhandled failure; details stay in the server log.
+const UNEXPECTED_MSG: &str = "Unexpected failure, please check server logs for more information";
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        ApiError { status, code, msg: msg.into(), weak_password_reasons: Vec::new(), source: None }
+    }
+    pub fn bad_request(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, msg)
+    }
+    pub fn unprocessable(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
+    }
+    pub fn unauthorized(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, msg)
+    }
+    pub fn forbidden(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, msg)
+    }
+    pub fn not_found(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, msg)
+    }
+    pub fn validation(msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::bad_request(ErrorCode::ValidationFailed, msg)
+    }
+    /// The single "wrong e-mail/phone or password" answer, whatever the actual reason.
+    pub fn invalid_credentials() -> Self {
+        Self::bad_request(ErrorCode::InvalidCredentials, "Invalid login credentials")
+    }
+    pub fn weak_password(msg: String, reasons: Vec<&'static str>) -> Self {
+        let mut e = Self::unprocessable(ErrorCode::WeakPassword, msg);
+        e.weak_password_reasons = reasons;
+        e
+    }
+    /// An unexpected failure: 500 with GoTrue's generic message; `source` goes to the log.
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::UnexpectedFailure, UNEXPECTED_MSG);
+        e.source = Some(source.into());
+        e
+    }
+    /// The database cannot be reached right now: 503 so clients retry.
+    pub fn database_unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::UnexpectedFailure,
+            "The database is temporarily unavailable, please retry",
+        );
+        e.source = Some(source.into());
+        e
+    }
+    /// Attaches a cause for the log without changing what the client sees.
+    pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Renders the body in the legacy or the 2024-01-01 format.
+    fn render(&self, api_2024: bool, error_id: Option<&str>) -> HttpResponse {
+        let mut body = if api_2024 {
+            json!({"code": self.code.as_str(), "message": self.msg})
+        } else {
+            json!({"code": self.status.as_u16(), "error_code": self.code.as_str(), "msg": self.msg})
+        };
+        if !self.weak_password_reasons.is_empty() {
+            body["weak_password"] = json!({"reasons": self.weak_password_reasons});
+        }
+        if let (Some(id), false, true) = (error_id, api_2024, self.status.is_server_error()) {
+            body["error_id"] = json!(id);
+        }
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header(("x-sb-error-code", self.code.as_str()));
+        res.insert_header((CACHE_CONTROL, "no-store"));
+        if api_2024 {
+            res.insert_header((API_VERSION_HEADER, API_VERSION_2024));
+        }
+        res.json(body)
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code.as_str(), self.msg)?;
+        if let Some(source) = &self.source {
+            write!(f, " (cause: {source})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse<BoxBody> {
+        // Log a failure once, where it becomes a response. 4xx are the client's business.
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = ?self, "request failed");
+        } else {
+            tracing::debug!(status = self.status.as_u16(), code = self.code.as_str(), "request rejected");
+        }
+        self.render(false, None)
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &e {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
+                ApiError::database_unavailable(e)
+            }
+            _ => ApiError::internal(e),
+        }
+    }
+}
+
+/// The request header supabase-js sends on every call.
+pub const API_VERSION_HEADER: &str = "x-supabase-api-version";
+pub const API_VERSION_2024: &str = "2024-01-01";
+
+/// Dates compare correctly as strings (`YYYY-MM-DD`); GoTrue switches formats at 2024-01-01.
+fn wants_2024_format(req: &ServiceRequest) -> bool {
+    req.headers()
+        .get(API_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.len() == 10 && v >= API_VERSION_2024)
+        .unwrap_or(false)
+}
+
+/// Re-renders [`ApiError`] responses for the request's API version and adds `error_id` on 5xx.
+pub async fn api_version_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let api_2024 = wants_2024_format(&req);
+    let res = next.call(req).await?;
+    let rendered = res.response().error().and_then(|e| e.as_error::<ApiError>()).and_then(|e| {
+        if api_2024 || e.status.is_server_error() {
+            let error_id = res.request().extensions().get::<tracing_actix_web::RequestId>().map(|id| id.to_string());
+            Some(e.render(api_2024, error_id.as_deref()))
+        } else {
+            None
+        }
+    });
+    Ok(match rendered {
+        Some(new) => res.into_response(new).map_into_right_body(),
+        None => res.map_into_left_body(),
+    })
+}
+
+/// Header names used by more than one module.
+pub fn header(name: &'static str) -> HeaderName {
+    HeaderName::from_static(name)
+}
+
+/// `Cache-Control: no-store`, for every response that carries tokens or user data.
+pub fn no_store() -> (HeaderName, HeaderValue) {
+    (CACHE_CONTROL, HeaderValue::from_static("no-store"))
+}

@@ -1,0 +1,93 @@
+//! The `weauth` command: `serve` (default), `migrate` and `wechat-emulator`.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use weauth::config::Config;
+use weauth::state::AppState;
+use weauth::{db, server};
+
+#[derive(Parser)]
+#[command(name = "weauth", version, about = "GoTrue-compatible auth server with WeChat mini-program login")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations, then serve the API (default port 9999).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Run the WeChat API emulator for development and tests (default port 9911).
+    WechatEmulator {
+        /// Port to listen on (also `WEAUTH_EMULATOR_PORT`).
+        #[arg(long, env = "WEAUTH_EMULATOR_PORT", default_value_t = 9911)]
+        port: u16,
+        /// Address to bind (also `WEAUTH_EMULATOR_HOST`).
+        #[arg(long, env = "WEAUTH_EMULATOR_HOST", default_value = "127.0.0.1")]
+        host: String,
+    },
+}
+
+fn init_logging() {
+    // GoTrue's variable first, then the usual RUST_LOG; JSON when WEAUTH_LOG_FORMAT=json.
+    let filter = std::env::var("GOTRUE_LOG_LEVEL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|level| EnvFilter::new(format!("{level},h2=warn,hyper=warn,reqwest=warn")))
+        .unwrap_or_else(|| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if std::env::var("WEAUTH_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("weauth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Migrate => migrate(&config).map(|_| ()),
+        Command::WechatEmulator { port, host } => weauth::emulator::run(&config, &host, port),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("weauth: {e}");
+            eprintln!("weauth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let applied = db::run_migrations(&config.database_url)?;
+    tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
+    Ok(())
+}
+
+fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if config.uses_dev_secret() {
+        tracing::warn!("!!! GOTRUE_JWT_SECRET is not set: using the PUBLIC development secret. Anyone can forge tokens. Never run this in production. !!!");
+    }
+    migrate(&config)?;
+    let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+    tracing::info!(address = %listener.local_addr()?, wechat = config.wechat.enabled, "weauth listening");
+    let state = AppState::new(config)?;
+    actix_web::rt::System::new().block_on(async move { server::start(listener, state, None)?.await })?;
+    Ok(())
+}

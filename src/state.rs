@@ -1,0 +1,34 @@
+//! What every handler shares: configuration, the database pool, keys and the WeChat client.
+
+use std::sync::Arc;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password;
+use crate::config::Config;
+use crate::db::{self, PgPool};
+use crate::wechat::WechatService;
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: PgPool,
+    pub jwt: JwtKeys,
+    /// Verified against when a sign-in names an unknown user (equal timing).
+    pub dummy_hash: String,
+    pub wechat: WechatService,
+}
+
+impl AppState {
+    /// Builds the state for `config`; connects lazily, so this works while the database is down.
+    pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
+        let config = Arc::new(config);
+        let pool = db::build_pool(&config.database_url, config.db_max_pool_size, config.db_connect_timeout);
+        let dummy_hash = password::dummy_hash(&config.password_hash).map_err(|e| format!("{e:?}"))?;
+        Ok(AppState {
+            jwt: JwtKeys::new(config.jwt_secret.expose()),
+            wechat: WechatService::new(config.clone(), pool.clone())?,
+            dummy_hash,
+            pool,
+            config,
+        })
+    }
+}
