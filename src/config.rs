@@ -125,7 +125,10 @@ impl Vars<'_> {
             None => Ok(default),
             Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
             Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
-            Some(v) => Err(ConfigError(format!("{} must be true or false, got {v:?}", names[0]))),
+            Some(v) => Err(ConfigError(format!(
+                "{} must be true or false, got {v:?}",
+                names[0]
+            ))),
         }
     }
 }
@@ -158,17 +161,24 @@ impl Config {
             match v.str(names) {
                 Some(value) => Ok(value),
                 None if !production => Ok(dev_default.to_string()),
-                None => Err(ConfigError(format!("{} is required in production", names.join(" or ")))),
+                None => Err(ConfigError(format!(
+                    "{} is required in production",
+                    names.join(" or ")
+                ))),
             }
         };
 
         let jwt_secret = required(&["GOTRUE_JWT_SECRET"], DEV_JWT_SECRET)?;
         if production && (jwt_secret == DEV_JWT_SECRET || jwt_secret.len() < 32) {
             return Err(ConfigError(
-                "GOTRUE_JWT_SECRET must be a private value of at least 32 characters in production".into(),
+                "GOTRUE_JWT_SECRET must be a private value of at least 32 characters in production"
+                    .into(),
             ));
         }
-        let api_external_url = required(&["API_EXTERNAL_URL", "GOTRUE_API_API_EXTERNAL_URL"], "http://localhost:9999")?;
+        let api_external_url = required(
+            &["API_EXTERNAL_URL", "GOTRUE_API_API_EXTERNAL_URL"],
+            "http://localhost:9999",
+        )?;
         url::Url::parse(&api_external_url)
             .map_err(|e| ConfigError(format!("API_EXTERNAL_URL is not a valid URL: {e}")))?;
 
@@ -182,15 +192,21 @@ impl Config {
                 0 => 16,
                 n => n,
             },
-            db_connect_timeout: Duration::from_millis(v.parse(&["WEAUTH_DB_CONNECT_TIMEOUT_MS"], 3000u64)?),
-            host: v.str(&["GOTRUE_API_HOST"]).unwrap_or_else(|| "0.0.0.0".into()),
+            db_connect_timeout: Duration::from_millis(
+                v.parse(&["WEAUTH_DB_CONNECT_TIMEOUT_MS"], 3000u64)?,
+            ),
+            host: v
+                .str(&["GOTRUE_API_HOST"])
+                .unwrap_or_else(|| "0.0.0.0".into()),
             port: v.parse(&["PORT", "GOTRUE_API_PORT"], 9999u16)?,
             api_external_url,
             site_url: required(&["GOTRUE_SITE_URL"], "http://localhost:3000")?,
             jwt_issuer: v.str(&["GOTRUE_JWT_ISSUER"]),
             jwt_secret: Secret::new(jwt_secret),
             jwt_exp: v.parse(&["GOTRUE_JWT_EXP"], 3600i64)?,
-            jwt_aud: v.str(&["GOTRUE_JWT_AUD"]).unwrap_or_else(|| "authenticated".into()),
+            jwt_aud: v
+                .str(&["GOTRUE_JWT_AUD"])
+                .unwrap_or_else(|| "authenticated".into()),
             jwt_admin_roles: v
                 .str(&["GOTRUE_JWT_ADMIN_ROLES"])
                 .unwrap_or_else(|| "service_role,supabase_admin".into())
@@ -201,15 +217,19 @@ impl Config {
             jwt_default_group_name: v
                 .str(&["GOTRUE_JWT_DEFAULT_GROUP_NAME"])
                 .unwrap_or_else(|| "authenticated".into()),
-            jwt_admin_group_name: v.str(&["GOTRUE_JWT_ADMIN_GROUP_NAME"]).unwrap_or_else(|| "admin".into()),
+            jwt_admin_group_name: v
+                .str(&["GOTRUE_JWT_ADMIN_GROUP_NAME"])
+                .unwrap_or_else(|| "admin".into()),
             disable_signup: v.bool(&["GOTRUE_DISABLE_SIGNUP"], false)?,
             external_email_enabled: v.bool(&["GOTRUE_EXTERNAL_EMAIL_ENABLED"], true)?,
             external_phone_enabled: v.bool(&["GOTRUE_EXTERNAL_PHONE_ENABLED"], true)?,
             mailer_autoconfirm: v.bool(&["GOTRUE_MAILER_AUTOCONFIRM"], true)?,
             sms_autoconfirm: v.bool(&["GOTRUE_SMS_AUTOCONFIRM"], true)?,
             password_min_length: v.parse(&["GOTRUE_PASSWORD_MIN_LENGTH"], 6usize)?.max(6),
-            refresh_token_rotation_enabled: v.bool(&["GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED"], true)?,
-            refresh_token_reuse_interval: v.parse(&["GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL"], 10i64)?,
+            refresh_token_rotation_enabled: v
+                .bool(&["GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED"], true)?,
+            refresh_token_reuse_interval: v
+                .parse(&["GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL"], 10i64)?,
             audit_log_disable_postgres: v.bool(&["GOTRUE_AUDIT_LOG_DISABLE_POSTGRES"], false)?,
             password_hash: PasswordHashConfig {
                 memory_kib: v.parse(&["WEAUTH_ARGON2_MEMORY_KIB"], 19456u32)?,
@@ -224,13 +244,19 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.jwt_exp <= 0 {
-            return Err(ConfigError("GOTRUE_JWT_EXP must be a positive number of seconds".into()));
+            return Err(ConfigError(
+                "GOTRUE_JWT_EXP must be a positive number of seconds".into(),
+            ));
         }
         if !(1..=256).contains(&self.db_max_pool_size) {
-            return Err(ConfigError("GOTRUE_DB_MAX_POOL_SIZE must be between 1 and 256".into()));
+            return Err(ConfigError(
+                "GOTRUE_DB_MAX_POOL_SIZE must be between 1 and 256".into(),
+            ));
         }
         if self.refresh_token_reuse_interval < 0 {
-            return Err(ConfigError("GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL must not be negative".into()));
+            return Err(ConfigError(
+                "GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL must not be negative".into(),
+            ));
         }
         let ph = &self.password_hash;
         argon2::Params::new(ph.memory_kib, ph.iterations, ph.parallelism, None)
@@ -252,25 +278,37 @@ fn wechat_config(v: &Vars<'_>, production: bool) -> Result<WechatConfig, ConfigE
     let mut add = |app_id: &str, secret: &str| -> Result<(), ConfigError> {
         let (app_id, secret) = (app_id.trim(), secret.trim());
         if app_id.is_empty() || secret.is_empty() {
-            return Err(ConfigError("every WeChat app needs an app id and a secret".into()));
+            return Err(ConfigError(
+                "every WeChat app needs an app id and a secret".into(),
+            ));
         }
         default_app_id.get_or_insert_with(|| app_id.to_string());
-        apps.insert(app_id.to_string(), WechatApp { app_id: app_id.to_string(), secret: Secret::new(secret) });
+        apps.insert(
+            app_id.to_string(),
+            WechatApp {
+                app_id: app_id.to_string(),
+                secret: Secret::new(secret),
+            },
+        );
         Ok(())
     };
-    match (v.str(&["GOTRUE_EXTERNAL_WECHAT_APP_ID"]), v.str(&["GOTRUE_EXTERNAL_WECHAT_SECRET"])) {
+    match (
+        v.str(&["GOTRUE_EXTERNAL_WECHAT_APP_ID"]),
+        v.str(&["GOTRUE_EXTERNAL_WECHAT_SECRET"]),
+    ) {
         (Some(id), Some(secret)) => add(&id, &secret)?,
         (None, None) => {}
-        _ => {
-            return Err(ConfigError(
-                "GOTRUE_EXTERNAL_WECHAT_APP_ID and GOTRUE_EXTERNAL_WECHAT_SECRET must be set together".into(),
-            ))
-        }
+        _ => return Err(ConfigError(
+            "GOTRUE_EXTERNAL_WECHAT_APP_ID and GOTRUE_EXTERNAL_WECHAT_SECRET must be set together"
+                .into(),
+        )),
     }
     if let Some(list) = v.str(&["GOTRUE_EXTERNAL_WECHAT_APPS"]) {
         for entry in list.split(',').filter(|e| !e.trim().is_empty()) {
             let (id, secret) = entry.split_once(':').ok_or_else(|| {
-                ConfigError("GOTRUE_EXTERNAL_WECHAT_APPS must look like appid:secret,appid:secret".into())
+                ConfigError(
+                    "GOTRUE_EXTERNAL_WECHAT_APPS must look like appid:secret,appid:secret".into(),
+                )
             })?;
             add(id, secret)?;
         }
@@ -286,9 +324,13 @@ fn wechat_config(v: &Vars<'_>, production: bool) -> Result<WechatConfig, ConfigE
         .unwrap_or_else(|| "https://api.weixin.qq.com".into())
         .trim_end_matches('/')
         .to_string();
-    url::Url::parse(&api_url).map_err(|e| ConfigError(format!("GOTRUE_EXTERNAL_WECHAT_API_URL is invalid: {e}")))?;
+    url::Url::parse(&api_url)
+        .map_err(|e| ConfigError(format!("GOTRUE_EXTERNAL_WECHAT_API_URL is invalid: {e}")))?;
     if production && enabled && !api_url.starts_with("https://") {
-        tracing::warn!(api_url, "WeChat API URL is not https; is the emulator configured in production?");
+        tracing::warn!(
+            api_url,
+            "WeChat API URL is not https; is the emulator configured in production?"
+        );
     }
     Ok(WechatConfig {
         enabled,
@@ -296,7 +338,9 @@ fn wechat_config(v: &Vars<'_>, production: bool) -> Result<WechatConfig, ConfigE
         default_app_id,
         apps,
         timeout: Duration::from_millis(v.parse(&["WEAUTH_WECHAT_TIMEOUT_MS"], 5000u64)?),
-        qrcode_timeout: Duration::from_millis(v.parse(&["WEAUTH_WECHAT_QRCODE_TIMEOUT_MS"], 15000u64)?),
+        qrcode_timeout: Duration::from_millis(
+            v.parse(&["WEAUTH_WECHAT_QRCODE_TIMEOUT_MS"], 15000u64)?,
+        ),
     })
 }
 
@@ -305,7 +349,10 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(&move |name| map.get(name).cloned())
     }
 
@@ -321,7 +368,11 @@ mod tests {
     fn production_requires_secret_and_database() {
         let err = load(&[("WEAUTH_ENV", "production")]).unwrap_err();
         assert!(err.0.contains("GOTRUE_JWT_SECRET"), "{err}");
-        let err = load(&[("WEAUTH_ENV", "production"), ("GOTRUE_JWT_SECRET", "x".repeat(40).as_str())]).unwrap_err();
+        let err = load(&[
+            ("WEAUTH_ENV", "production"),
+            ("GOTRUE_JWT_SECRET", "x".repeat(40).as_str()),
+        ])
+        .unwrap_err();
         assert!(err.0.contains("DATABASE_URL"), "{err}");
     }
 

@@ -133,7 +133,13 @@ const UNEXPECTED_MSG: &str = "Unexpected failure, please check server logs for m
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
-        ApiError { status, code, msg: msg.into(), weak_password_reasons: Vec::new(), source: None }
+        ApiError {
+            status,
+            code,
+            msg: msg.into(),
+            weak_password_reasons: Vec::new(),
+            source: None,
+        }
     }
     pub fn bad_request(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, msg)
@@ -164,12 +170,18 @@ impl ApiError {
     }
     /// An unexpected failure: 500 with GoTrue's generic message; `source` goes to the log.
     pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::UnexpectedFailure, UNEXPECTED_MSG);
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::UnexpectedFailure,
+            UNEXPECTED_MSG,
+        );
         e.source = Some(source.into());
         e
     }
     /// The database cannot be reached right now: 503 so clients retry.
-    pub fn database_unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn database_unavailable(
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UnexpectedFailure,
@@ -179,7 +191,10 @@ impl ApiError {
         e
     }
     /// Attaches a cause for the log without changing what the client sees.
-    pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -209,7 +224,13 @@ impl ApiError {
 
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code.as_str(), self.msg)?;
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code.as_str(),
+            self.msg
+        )?;
         if let Some(source) = &self.source {
             write!(f, " (cause: {source})")?;
         }
@@ -234,7 +255,11 @@ impl ResponseError for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = self.status.as_u16(), error = ?self, "request failed");
         } else {
-            tracing::debug!(status = self.status.as_u16(), code = self.code.as_str(), "request rejected");
+            tracing::debug!(
+                status = self.status.as_u16(),
+                code = self.code.as_str(),
+                "request rejected"
+            );
         }
         self.render(false, None)
     }
@@ -244,9 +269,10 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match &e {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
-                ApiError::database_unavailable(e)
-            }
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => ApiError::database_unavailable(e),
             _ => ApiError::internal(e),
         }
     }
@@ -272,14 +298,22 @@ pub async fn api_version_middleware(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let api_2024 = wants_2024_format(&req);
     let res = next.call(req).await?;
-    let rendered = res.response().error().and_then(|e| e.as_error::<ApiError>()).and_then(|e| {
-        if api_2024 || e.status.is_server_error() {
-            let error_id = res.request().extensions().get::<tracing_actix_web::RequestId>().map(|id| id.to_string());
-            Some(e.render(api_2024, error_id.as_deref()))
-        } else {
-            None
-        }
-    });
+    let rendered = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .and_then(|e| {
+            if api_2024 || e.status.is_server_error() {
+                let error_id = res
+                    .request()
+                    .extensions()
+                    .get::<tracing_actix_web::RequestId>()
+                    .map(|id| id.to_string());
+                Some(e.render(api_2024, error_id.as_deref()))
+            } else {
+                None
+            }
+        });
     Ok(match rendered {
         Some(new) => res.into_response(new).map_into_right_body(),
         None => res.map_into_left_body(),

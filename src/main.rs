@@ -11,7 +11,11 @@ use weauth::state::AppState;
 use weauth::{db, server};
 
 #[derive(Parser)]
-#[command(name = "weauth", version, about = "GoTrue-compatible auth server with WeChat mini-program login")]
+#[command(
+    name = "weauth",
+    version,
+    about = "GoTrue-compatible auth server with WeChat mini-program login"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -40,8 +44,12 @@ fn init_logging() {
         .ok()
         .filter(|v| !v.is_empty())
         .map(|level| EnvFilter::new(format!("{level},h2=warn,hyper=warn,reqwest=warn")))
-        .unwrap_or_else(|| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+        .unwrap_or_else(|| {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if std::env::var("WEAUTH_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -88,6 +96,7 @@ fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     let listener = TcpListener::bind((config.host.as_str(), config.port))?;
     tracing::info!(address = %listener.local_addr()?, wechat = config.wechat.enabled, "weauth listening");
     let state = AppState::new(config)?;
-    actix_web::rt::System::new().block_on(async move { server::start(listener, state, None)?.await })?;
+    actix_web::rt::System::new()
+        .block_on(async move { server::start(listener, state, None)?.await })?;
     Ok(())
 }

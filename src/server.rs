@@ -13,7 +13,11 @@ use crate::state::AppState;
 
 /// Starts serving `state` on an already-bound listener (port 0 in tests). The returned server
 /// drains in-flight requests on SIGTERM/SIGINT before it resolves.
-pub fn start(listener: TcpListener, state: AppState, workers: Option<usize>) -> std::io::Result<Server> {
+pub fn start(
+    listener: TcpListener,
+    state: AppState,
+    workers: Option<usize>,
+) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()

@@ -21,8 +21,13 @@ impl AppState {
     /// Builds the state for `config`; connects lazily, so this works while the database is down.
     pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
         let config = Arc::new(config);
-        let pool = db::build_pool(&config.database_url, config.db_max_pool_size, config.db_connect_timeout);
-        let dummy_hash = password::dummy_hash(&config.password_hash).map_err(|e| format!("{e:?}"))?;
+        let pool = db::build_pool(
+            &config.database_url,
+            config.db_max_pool_size,
+            config.db_connect_timeout,
+        );
+        let dummy_hash =
+            password::dummy_hash(&config.password_hash).map_err(|e| format!("{e:?}"))?;
         Ok(AppState {
             jwt: JwtKeys::new(config.jwt_secret.expose()),
             wechat: WechatService::new(config.clone(), pool.clone())?,

@@ -59,7 +59,15 @@ pub fn issue_session(
     let refresh_token = new_refresh_token();
     let audit = (!config.audit_log_disable_postgres).then(|| AuditEntry {
         action,
-        payload: audit_log::payload(user.id, user.email.as_deref().or(user.phone.as_deref()).unwrap_or(""), action, None),
+        payload: audit_log::payload(
+            user.id,
+            user.email
+                .as_deref()
+                .or(user.phone.as_deref())
+                .unwrap_or(""),
+            action,
+            None,
+        ),
     });
     let session_id = session::create(
         conn,
@@ -76,7 +84,16 @@ pub fn issue_session(
     user.last_sign_in_at = Some(now);
     user.updated_at = Some(now);
     let identities = identity::for_user(conn, user.id)?;
-    Ok(Grant { user, identities, session_id, refresh_token, amr: vec![Amr { method: method.to_string(), timestamp: now.timestamp() }] })
+    Ok(Grant {
+        user,
+        identities,
+        session_id,
+        refresh_token,
+        amr: vec![Amr {
+            method: method.to_string(),
+            timestamp: now.timestamp(),
+        }],
+    })
 }
 
 /// What a refresh did. A replayed token outside the reuse interval revokes its session; that
@@ -88,21 +105,39 @@ pub enum RefreshOutcome {
 
 /// GoTrue's refresh-token grant for v1 tokens, run inside a transaction by the caller.
 pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResult<RefreshOutcome> {
-    let not_found = || ApiError::bad_request(ErrorCode::RefreshTokenNotFound, "Invalid Refresh Token: Refresh Token Not Found");
+    let not_found = || {
+        ApiError::bad_request(
+            ErrorCode::RefreshTokenNotFound,
+            "Invalid Refresh Token: Refresh Token Not Found",
+        )
+    };
     let now = db_now();
     let current = refresh_token::find_for_update(conn, token)?.ok_or_else(not_found)?;
     let Some(session_id) = current.session_id else {
         refresh_token::delete(conn, current.id)?;
-        return Err(ApiError::bad_request(ErrorCode::SessionNotFound, "Invalid Refresh Token: No Valid Session Found"));
+        return Err(ApiError::bad_request(
+            ErrorCode::SessionNotFound,
+            "Invalid Refresh Token: No Valid Session Found",
+        ));
     };
     let not_after = session::lock(conn, session_id)?.ok_or_else(not_found)?;
     if not_after.is_some_and(|t| t <= now) {
-        return Err(ApiError::bad_request(ErrorCode::SessionNotFound, "Invalid Refresh Token: Session Expired"));
+        return Err(ApiError::bad_request(
+            ErrorCode::SessionNotFound,
+            "Invalid Refresh Token: Session Expired",
+        ));
     }
-    let user_id = current.user_id.as_deref().and_then(|id| Uuid::parse_str(id).ok()).ok_or_else(not_found)?;
+    let user_id = current
+        .user_id
+        .as_deref()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(not_found)?;
     let user = user::find_by_id(conn, user_id)?.ok_or_else(not_found)?;
     if user.is_banned(now) {
-        return Err(ApiError::bad_request(ErrorCode::UserBanned, "User is banned"));
+        return Err(ApiError::bad_request(
+            ErrorCode::UserBanned,
+            "User is banned",
+        ));
     }
 
     let issued = if current.revoked.unwrap_or(false) {
@@ -127,23 +162,46 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
         audit(conn, config, &user, "token_refreshed")?;
         next
     };
-    let amr = session::amr(conn, session_id)?.into_iter().map(|(method, timestamp)| Amr { method, timestamp }).collect();
+    let amr = session::amr(conn, session_id)?
+        .into_iter()
+        .map(|(method, timestamp)| Amr { method, timestamp })
+        .collect();
     let identities = identity::for_user(conn, user.id)?;
-    Ok(RefreshOutcome::Issued(Grant { user, identities, session_id, refresh_token: issued, amr }))
+    Ok(RefreshOutcome::Issued(Grant {
+        user,
+        identities,
+        session_id,
+        refresh_token: issued,
+        amr,
+    }))
 }
 
 fn audit(conn: &mut PgConnection, config: &Config, user: &User, action: &str) -> ApiResult<()> {
     if !config.audit_log_disable_postgres {
-        let name = user.email.as_deref().or(user.phone.as_deref()).unwrap_or("");
+        let name = user
+            .email
+            .as_deref()
+            .or(user.phone.as_deref())
+            .unwrap_or("");
         audit_log::insert(conn, audit_log::payload(user.id, name, action, None), None)?;
     }
     Ok(())
 }
 
 /// Signs the access token and renders GoTrue's token response (never cached).
-pub fn token_response(state: &AppState, grant: &Grant, weak_password: Option<serde_json::Value>) -> ApiResult<HttpResponse> {
+pub fn token_response(
+    state: &AppState,
+    grant: &Grant,
+    weak_password: Option<serde_json::Value>,
+) -> ApiResult<HttpResponse> {
     let now = Utc::now().timestamp();
-    let claims = jwt::claims_for(&state.config, &grant.user, grant.session_id, grant.amr.clone(), now);
+    let claims = jwt::claims_for(
+        &state.config,
+        &grant.user,
+        grant.session_id,
+        grant.amr.clone(),
+        now,
+    );
     let access_token = state.jwt.sign(&claims)?;
     let body = TokenResponse {
         access_token,
@@ -159,7 +217,9 @@ pub fn token_response(state: &AppState, grant: &Grant, weak_password: Option<ser
 
 /// Renders a user (with identities) as GoTrue does, never cached.
 pub fn user_response(user: &User, identities: &[Identity]) -> HttpResponse {
-    HttpResponse::Ok().insert_header(no_store()).json(user.to_json(Some(identities)))
+    HttpResponse::Ok()
+        .insert_header(no_store())
+        .json(user.to_json(Some(identities)))
 }
 
 /// `now` rounded to what Postgres stores (microseconds), so in-memory copies match re-reads.

@@ -41,8 +41,10 @@ pub async fn admin_users(
     }
     let aud = state.config.jwt_aud.clone();
     let filter = query.filter.clone();
-    let (rows, total) =
-        db::run(&state.pool, move |conn| Ok(user::list(conn, &aud, filter.as_deref(), page, per_page)?)).await?;
+    let (rows, total) = db::run(&state.pool, move |conn| {
+        Ok(user::list(conn, &aud, filter.as_deref(), page, per_page)?)
+    })
+    .await?;
 
     // GoTrue's pagination headers; supabase-js reads the page number right after the first `=`.
     let last = (total + per_page - 1) / per_page;
@@ -54,20 +56,26 @@ pub async fn admin_users(
     let users: Vec<_> = rows.iter().map(|u| u.to_json(None)).collect();
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
-        .insert_header((HeaderName::from_static("x-total-count"), HeaderValue::from(total)))
+        .insert_header((
+            HeaderName::from_static("x-total-count"),
+            HeaderValue::from(total),
+        ))
         .insert_header((actix_web::http::header::LINK, links.join(", ")))
         .json(json!({"users": users, "aud": state.config.jwt_aud})))
 }
 
 /// The request URL with `page` replaced, query keys sorted (Go's `url.Values.Encode`).
 fn page_url(req: &HttpRequest, page: i64) -> String {
-    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .filter(|(k, _)| k != "page")
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(req.query_string().as_bytes())
+            .into_owned()
+            .filter(|(k, _)| k != "page")
+            .collect();
     pairs.push(("page".into(), page.to_string()));
     pairs.sort();
-    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
     format!("{}?{}", req.path(), query)
 }
 
@@ -95,19 +103,37 @@ pub async fn admin_user_create(
 ) -> ApiResult<HttpResponse> {
     let config = state.config.clone();
     let p = params.into_inner();
-    let email = p.email.as_deref().filter(|e| !e.is_empty()).map(validate::email).transpose()?;
-    let phone = p.phone.as_deref().filter(|e| !e.is_empty()).map(validate::phone).transpose()?;
+    let email = p
+        .email
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .map(validate::email)
+        .transpose()?;
+    let phone = p
+        .phone
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .map(validate::phone)
+        .transpose()?;
     if email.is_none() && phone.is_none() {
-        return Err(ApiError::validation("Cannot create a user without either an email or phone"));
+        return Err(ApiError::validation(
+            "Cannot create a user without either an email or phone",
+        ));
     }
     let id = match p.id.as_deref() {
-        Some(raw) => Uuid::parse_str(raw).map_err(|_| ApiError::validation("ID must conform to the uuid v4 format"))?,
+        Some(raw) => Uuid::parse_str(raw)
+            .map_err(|_| ApiError::validation("ID must conform to the uuid v4 format"))?,
         None => Uuid::new_v4(),
     };
     for m in p.user_metadata.iter().chain(p.app_metadata.iter()) {
         validate::metadata_size(m)?;
     }
-    let banned_until = p.ban_duration.as_deref().map(parse_ban).transpose()?.flatten();
+    let banned_until = p
+        .ban_duration
+        .as_deref()
+        .map(parse_ban)
+        .transpose()?
+        .flatten();
     let hash = password_for(&state, p.password, p.password_hash).await?;
 
     let (user, identities) = db::transaction(&state.pool, move |conn| {
@@ -168,17 +194,33 @@ pub async fn admin_user_create(
 }
 
 /// Hashes `password` or accepts an imported bcrypt/argon2 `password_hash` (never both).
-async fn password_for(state: &AppState, password: Option<String>, imported: Option<String>) -> ApiResult<Option<String>> {
-    match (password.filter(|p| !p.is_empty()), imported.filter(|h| !h.is_empty())) {
-        (Some(_), Some(_)) => Err(ApiError::validation("Only a password or a password hash should be provided")),
+async fn password_for(
+    state: &AppState,
+    password: Option<String>,
+    imported: Option<String>,
+) -> ApiResult<Option<String>> {
+    match (
+        password.filter(|p| !p.is_empty()),
+        imported.filter(|h| !h.is_empty()),
+    ) {
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            "Only a password or a password hash should be provided",
+        )),
         (Some(pw), None) => {
             let cfg = state.config.password_hash.clone();
-            Ok(Some(web::block(move || password::hash(&pw, &cfg)).await.map_err(ApiError::internal)??))
+            Ok(Some(
+                web::block(move || password::hash(&pw, &cfg))
+                    .await
+                    .map_err(ApiError::internal)??,
+            ))
         }
         (None, Some(hash)) => {
-            let known = hash.starts_with("$argon2") || ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
+            let known = hash.starts_with("$argon2")
+                || ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
             if !known || hash.len() > 255 {
-                return Err(ApiError::validation("Invalid password hash: only bcrypt and argon2 hashes are supported"));
+                return Err(ApiError::validation(
+                    "Invalid password hash: only bcrypt and argon2 hashes are supported",
+                ));
             }
             Ok(Some(hash))
         }
@@ -211,7 +253,9 @@ fn parse_ban(raw: &str) -> ApiResult<Option<DateTime<Utc>>> {
             'm' => 60_000,
             _ => return Err(invalid()),
         };
-        total_ms = total_ms.checked_add(n.checked_mul(unit_ms).ok_or_else(invalid)?).ok_or_else(invalid)?;
+        total_ms = total_ms
+            .checked_add(n.checked_mul(unit_ms).ok_or_else(invalid)?)
+            .ok_or_else(invalid)?;
     }
     if !number.is_empty() || raw.is_empty() {
         return Err(invalid());
@@ -220,14 +264,19 @@ fn parse_ban(raw: &str) -> ApiResult<Option<DateTime<Utc>>> {
 }
 
 fn parse_user_id(raw: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(ErrorCode::ValidationFailed, "user_id must be an UUID"))
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::not_found(ErrorCode::ValidationFailed, "user_id must be an UUID"))
 }
 
 fn user_not_found() -> ApiError {
     ApiError::not_found(ErrorCode::UserNotFound, "User not found")
 }
 
-pub async fn admin_user_get(state: web::Data<AppState>, _admin: AdminAuth, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn admin_user_get(
+    state: web::Data<AppState>,
+    _admin: AdminAuth,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let id = parse_user_id(&path)?;
     let (user, identities) = db::run(&state.pool, move |conn| {
         let user = user::find_by_id(conn, id)?.ok_or_else(user_not_found)?;
@@ -246,8 +295,18 @@ pub async fn admin_user_update(
     let id = parse_user_id(&path)?;
     let config = state.config.clone();
     let p = params.into_inner();
-    let email = p.email.as_deref().filter(|e| !e.is_empty()).map(validate::email).transpose()?;
-    let phone = p.phone.as_deref().filter(|e| !e.is_empty()).map(validate::phone).transpose()?;
+    let email = p
+        .email
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .map(validate::email)
+        .transpose()?;
+    let phone = p
+        .phone
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .map(validate::phone)
+        .transpose()?;
     for m in p.user_metadata.iter().chain(p.app_metadata.iter()) {
         validate::metadata_size(m)?;
     }
@@ -262,52 +321,78 @@ pub async fn admin_user_update(
         let current: User = user::find_by_id(conn, id)?.ok_or_else(user_not_found)?;
         let target = users::table.find(id);
         if let Some(role) = p.role.filter(|r| !r.is_empty()) {
-            diesel::update(target).set(users::role.eq(role)).execute(conn)?;
+            diesel::update(target)
+                .set(users::role.eq(role))
+                .execute(conn)?;
         }
         if let Some(meta) = p.user_metadata {
             let merged = user::merge_metadata(current.user_metadata(), meta);
-            diesel::update(target).set(users::raw_user_meta_data.eq(Value::Object(merged))).execute(conn)?;
+            diesel::update(target)
+                .set(users::raw_user_meta_data.eq(Value::Object(merged)))
+                .execute(conn)?;
         }
         if let Some(meta) = p.app_metadata {
             let merged = user::merge_metadata(current.app_metadata(), meta);
-            diesel::update(target).set(users::raw_app_meta_data.eq(Value::Object(merged))).execute(conn)?;
+            diesel::update(target)
+                .set(users::raw_app_meta_data.eq(Value::Object(merged)))
+                .execute(conn)?;
         }
         if let Some(hash) = hash {
-            diesel::update(target).set(users::encrypted_password.eq(hash)).execute(conn)?;
+            diesel::update(target)
+                .set(users::encrypted_password.eq(hash))
+                .execute(conn)?;
             session::delete_for_user(conn, id, None)?;
         }
         if let Some(email) = email {
-            let aud = current.aud.clone().unwrap_or_else(|| config.jwt_aud.clone());
+            let aud = current
+                .aud
+                .clone()
+                .unwrap_or_else(|| config.jwt_aud.clone());
             if user::email_taken(conn, &aud, &email, Some(id))? {
                 return Err(ApiError::unprocessable(
                     ErrorCode::EmailExists,
                     "A user with this email address has already been registered",
                 ));
             }
-            diesel::update(target).set(users::email.eq(&email)).execute(conn)?;
+            diesel::update(target)
+                .set(users::email.eq(&email))
+                .execute(conn)?;
             let data = json!({"sub": id.to_string(), "email": email});
             identity::upsert_data(conn, id, "email", into_map(data), now)?;
             add_provider(conn, id, "email")?;
         }
         if let Some(phone) = phone {
             if user::phone_taken(conn, &phone, Some(id))? {
-                return Err(ApiError::unprocessable(ErrorCode::PhoneExists, "Phone number already registered by another user"));
+                return Err(ApiError::unprocessable(
+                    ErrorCode::PhoneExists,
+                    "Phone number already registered by another user",
+                ));
             }
-            diesel::update(target).set(users::phone.eq(&phone)).execute(conn)?;
+            diesel::update(target)
+                .set(users::phone.eq(&phone))
+                .execute(conn)?;
             let data = json!({"sub": id.to_string(), "phone": phone});
             identity::upsert_data(conn, id, "phone", into_map(data), now)?;
             add_provider(conn, id, "phone")?;
         }
         if p.email_confirm == Some(true) && current.email_confirmed_at.is_none() {
-            diesel::update(target).set(users::email_confirmed_at.eq(now)).execute(conn)?;
+            diesel::update(target)
+                .set(users::email_confirmed_at.eq(now))
+                .execute(conn)?;
         }
         if p.phone_confirm == Some(true) && current.phone_confirmed_at.is_none() {
-            diesel::update(target).set(users::phone_confirmed_at.eq(now)).execute(conn)?;
+            diesel::update(target)
+                .set(users::phone_confirmed_at.eq(now))
+                .execute(conn)?;
         }
         if let Some(ban) = ban {
-            diesel::update(target).set(users::banned_until.eq(ban)).execute(conn)?;
+            diesel::update(target)
+                .set(users::banned_until.eq(ban))
+                .execute(conn)?;
         }
-        diesel::update(target).set(users::updated_at.eq(now)).execute(conn)?;
+        diesel::update(target)
+            .set(users::updated_at.eq(now))
+            .execute(conn)?;
         let user = user::find_by_id(conn, id)?.ok_or_else(user_not_found)?;
         Ok((user, identity::for_user(conn, id)?))
     })
@@ -331,8 +416,12 @@ pub async fn admin_user_delete(
     let params: DeleteParams = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteParams::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(ErrorCode::BadJson, format!("Could not parse request body as JSON: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(
+                ErrorCode::BadJson,
+                format!("Could not parse request body as JSON: {e}"),
+            )
+        })?
     };
     let soft = params.should_soft_delete.unwrap_or(false);
     db::transaction(&state.pool, move |conn| {
@@ -353,8 +442,11 @@ pub async fn admin_user_delete(
                 return Err(user_not_found());
             }
             session::delete_for_user(conn, id, None)?;
-            diesel::delete(crate::db::schema::identities::table.filter(crate::db::schema::identities::user_id.eq(id)))
-                .execute(conn)?;
+            diesel::delete(
+                crate::db::schema::identities::table
+                    .filter(crate::db::schema::identities::user_id.eq(id)),
+            )
+            .execute(conn)?;
         } else if diesel::delete(target).execute(conn)? == 0 {
             return Err(user_not_found());
         }

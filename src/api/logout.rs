@@ -14,13 +14,24 @@ pub struct LogoutQuery {
     pub scope: Option<String>,
 }
 
-pub async fn logout(state: web::Data<AppState>, auth: AuthUser, query: web::Query<LogoutQuery>) -> ApiResult<HttpResponse> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    query: web::Query<LogoutQuery>,
+) -> ApiResult<HttpResponse> {
     let scope = query.into_inner().scope.unwrap_or_default();
     if !["", "global", "local", "others"].contains(&scope.as_str()) {
-        return Err(ApiError::validation(format!("Unsupported logout scope {scope:?}")));
+        return Err(ApiError::validation(format!(
+            "Unsupported logout scope {scope:?}"
+        )));
     }
     let user_id = auth.user.id;
-    let name = auth.user.email.clone().or(auth.user.phone.clone()).unwrap_or_default();
+    let name = auth
+        .user
+        .email
+        .clone()
+        .or(auth.user.phone.clone())
+        .unwrap_or_default();
     let audit = !state.config.audit_log_disable_postgres;
     db::transaction(&state.pool, move |conn| {
         // Deleting a session cascades to its refresh tokens; without a session id, always global.
@@ -30,7 +41,11 @@ pub async fn logout(state: web::Data<AppState>, auth: AuthUser, query: web::Quer
             _ => session::delete_for_user(conn, user_id, None)?,
         };
         if audit {
-            audit_log::insert(conn, audit_log::payload(user_id, &name, "logout", None), None)?;
+            audit_log::insert(
+                conn,
+                audit_log::payload(user_id, &name, "logout", None),
+                None,
+            )?;
         }
         Ok(())
     })

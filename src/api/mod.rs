@@ -39,7 +39,11 @@ where
     Args: actix_web::FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    Endpoint { route: web::method(method.clone()).to(handler), method, path }
+    Endpoint {
+        route: web::method(method.clone()).to(handler),
+        method,
+        path,
+    }
 }
 
 /// Every route weauth serves. `tests/spec.rs` checks this list against `api-spec/openapi.yaml`.
@@ -57,14 +61,34 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/admin/users", admin::admin_user_create),
         endpoint(M::GET, "/admin/users/{user_id}", admin::admin_user_get),
         endpoint(M::PUT, "/admin/users/{user_id}", admin::admin_user_update),
-        endpoint(M::DELETE, "/admin/users/{user_id}", admin::admin_user_delete),
+        endpoint(
+            M::DELETE,
+            "/admin/users/{user_id}",
+            admin::admin_user_delete,
+        ),
         endpoint(M::GET, "/wechat_mini/login", wechat_mini::login),
         endpoint(M::POST, "/wechat_mini/login", wechat_mini::login_post),
         endpoint(M::GET, "/wechat_mini/bind_phone", wechat_mini::bind_phone),
-        endpoint(M::POST, "/wechat_mini/bind_phone", wechat_mini::bind_phone_post),
-        endpoint(M::GET, "/wechat_mini/bind_account", wechat_mini::bind_account),
-        endpoint(M::POST, "/wechat_mini/bind_account", wechat_mini::bind_account_post),
-        endpoint(M::POST, "/wechat_mini/unlimited_qrcode", wechat_mini::unlimited_qrcode),
+        endpoint(
+            M::POST,
+            "/wechat_mini/bind_phone",
+            wechat_mini::bind_phone_post,
+        ),
+        endpoint(
+            M::GET,
+            "/wechat_mini/bind_account",
+            wechat_mini::bind_account,
+        ),
+        endpoint(
+            M::POST,
+            "/wechat_mini/bind_account",
+            wechat_mini::bind_account_post,
+        ),
+        endpoint(
+            M::POST,
+            "/wechat_mini/unlimited_qrcode",
+            wechat_mini::unlimited_qrcode,
+        ),
     ]
 }
 
@@ -81,7 +105,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn routes(cfg: &mut web::ServiceConfig) {
     let mut resources: BTreeMap<&'static str, actix_web::Resource> = BTreeMap::new();
     for e in endpoints() {
-        let resource = resources.remove(e.path).unwrap_or_else(|| web::resource(e.path));
+        let resource = resources
+            .remove(e.path)
+            .unwrap_or_else(|| web::resource(e.path));
         resources.insert(e.path, resource.route(e.route));
     }
     for (_, resource) in resources {
@@ -95,33 +121,42 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "Method not allowed"))
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "Method not allowed",
+    ))
 }
 
-/// JSON bodies: at most 1 MiB, `application/json` (or a `+json` type) or no content type at all,
+/// JSON bodies: at most 1 MiB, declared `application/json` (or a `+json` type, any charset),
 /// every failure as a GoTrue error.
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(MAX_BODY_BYTES)
-        .content_type_required(false)
-        .content_type(|mime| mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+        .content_type_required(true)
         .error_handler(json_error)
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let api = match &err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::RequestEntityTooLarge,
-            "Request body too large",
-        ),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::RequestEntityTooLarge,
+                "Request body too large",
+            )
+        }
         JsonPayloadError::ContentType => {
             ApiError::bad_request(ErrorCode::BadJson, "Content-Type must be application/json")
         }
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::bad_request(ErrorCode::BadJson, format!("Could not parse request body as JSON: {e}"))
-        }
-        other => ApiError::bad_request(ErrorCode::BadJson, format!("Could not read request body: {other}")),
+        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
+            ErrorCode::BadJson,
+            format!("Could not parse request body as JSON: {e}"),
+        ),
+        other => ApiError::bad_request(
+            ErrorCode::BadJson,
+            format!("Could not read request body: {other}"),
+        ),
     };
     api.into()
 }
@@ -131,5 +166,9 @@ fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
 }
 
 fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::not_found(ErrorCode::ValidationFailed, format!("Invalid path parameter: {err}")).into()
+    ApiError::not_found(
+        ErrorCode::ValidationFailed,
+        format!("Invalid path parameter: {err}"),
+    )
+    .into()
 }

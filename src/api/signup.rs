@@ -57,13 +57,19 @@ pub async fn signup(
 ) -> ApiResult<HttpResponse> {
     let config = state.config.clone();
     if config.disable_signup {
-        return Err(ApiError::unprocessable(ErrorCode::SignupDisabled, "Signups not allowed for this instance"));
+        return Err(ApiError::unprocessable(
+            ErrorCode::SignupDisabled,
+            "Signups not allowed for this instance",
+        ));
     }
     let params = params.into_inner();
     let email = params.email.filter(|e| !e.is_empty());
     let phone = params.phone.filter(|p| !p.is_empty());
     if email.is_none() && phone.is_none() {
-        return Err(ApiError::unprocessable(ErrorCode::AnonymousProviderDisabled, "Anonymous sign-ins are disabled"));
+        return Err(ApiError::unprocessable(
+            ErrorCode::AnonymousProviderDisabled,
+            "Anonymous sign-ins are disabled",
+        ));
     }
     let password = params.password.unwrap_or_default();
     if password.is_empty() {
@@ -72,17 +78,25 @@ pub async fn signup(
     password::check_strength(&password, config.password_min_length)?;
     let contact = match (email, phone) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::validation("Only an email address or phone number should be provided on signup."))
+            return Err(ApiError::validation(
+                "Only an email address or phone number should be provided on signup.",
+            ))
         }
         (Some(email), None) => {
             if !config.external_email_enabled {
-                return Err(ApiError::bad_request(ErrorCode::EmailProviderDisabled, "Email signups are disabled"));
+                return Err(ApiError::bad_request(
+                    ErrorCode::EmailProviderDisabled,
+                    "Email signups are disabled",
+                ));
             }
             Contact::Email(validate::email(&email)?)
         }
         (None, Some(phone)) => {
             if !config.external_phone_enabled {
-                return Err(ApiError::bad_request(ErrorCode::PhoneProviderDisabled, "Phone signups are disabled"));
+                return Err(ApiError::bad_request(
+                    ErrorCode::PhoneProviderDisabled,
+                    "Phone signups are disabled",
+                ));
             }
             Contact::Phone(validate::phone(&phone)?)
         }
@@ -96,7 +110,9 @@ pub async fn signup(
     };
 
     let hash_cfg = config.password_hash.clone();
-    let hash = web::block(move || password::hash(&password, &hash_cfg)).await.map_err(ApiError::internal)??;
+    let hash = web::block(move || password::hash(&password, &hash_cfg))
+        .await
+        .map_err(ApiError::internal)??;
 
     let fake_data = data.clone();
     let fake_contact = contact.clone();
@@ -110,7 +126,10 @@ pub async fn signup(
         let user = match existing {
             Some(existing) if is_confirmed(&existing, &contact) => {
                 return if config.mailer_autoconfirm || config.sms_autoconfirm {
-                    Err(ApiError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered"))
+                    Err(ApiError::unprocessable(
+                        ErrorCode::UserAlreadyExists,
+                        "User already registered",
+                    ))
                 } else {
                     Ok(Outcome::Obfuscated)
                 };
@@ -137,7 +156,14 @@ pub async fn signup(
             None => create_user(conn, &config, &contact, &hash, data, confirmed_now, now)?,
         };
         if autoconfirm {
-            Ok(Outcome::Session(tokens::issue_session(conn, &config, user, AMR_PASSWORD, "user_signedup", &client)?))
+            Ok(Outcome::Session(tokens::issue_session(
+                conn,
+                &config,
+                user,
+                AMR_PASSWORD,
+                "user_signedup",
+                &client,
+            )?))
         } else {
             let identities = identity::for_user(conn, user.id)?;
             Ok(Outcome::Unconfirmed(user, identities))
@@ -148,7 +174,11 @@ pub async fn signup(
     match outcome {
         Outcome::Session(grant) => tokens::token_response(&state, &grant, None),
         Outcome::Unconfirmed(user, identities) => Ok(tokens::user_response(&user, &identities)),
-        Outcome::Obfuscated => Ok(obfuscated_user(&state.config.jwt_aud, &fake_contact, fake_data)),
+        Outcome::Obfuscated => Ok(obfuscated_user(
+            &state.config.jwt_aud,
+            &fake_contact,
+            fake_data,
+        )),
     }
 }
 
@@ -198,13 +228,18 @@ fn create_user(
     new.raw_app_meta_data = json!({"provider": provider, "providers": [provider]});
     new.raw_user_meta_data = Value::Object(identity_data.clone());
     let user = user::insert(conn, &new).map_err(|e| {
-        if is_unique_violation(&e, "users_email_partial_key") || is_unique_violation(&e, "users_phone_key") {
+        if is_unique_violation(&e, "users_email_partial_key")
+            || is_unique_violation(&e, "users_phone_key")
+        {
             ApiError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered")
         } else {
             e.into()
         }
     })?;
-    identity::insert(conn, &NewIdentity::new(id, provider, &id.to_string(), identity_data, now))?;
+    identity::insert(
+        conn,
+        &NewIdentity::new(id, provider, &id.to_string(), identity_data, now),
+    )?;
     Ok(user)
 }
 

@@ -38,28 +38,43 @@ pub async fn token(
     match query.grant_type.as_deref() {
         Some("password") => password_grant(state, client, params.into_inner()).await,
         Some("refresh_token") => refresh_token_grant(state, params.into_inner()).await,
-        _ => Err(ApiError::bad_request(ErrorCode::InvalidCredentials, "unsupported_grant_type")),
+        _ => Err(ApiError::bad_request(
+            ErrorCode::InvalidCredentials,
+            "unsupported_grant_type",
+        )),
     }
 }
 
-async fn password_grant(state: web::Data<AppState>, client: ClientInfo, params: TokenParams) -> ApiResult<HttpResponse> {
+async fn password_grant(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    params: TokenParams,
+) -> ApiResult<HttpResponse> {
     let config = state.config.clone();
     let email = params.email.filter(|e| !e.is_empty());
     let phone = params.phone.filter(|p| !p.is_empty());
     let password = params.password.unwrap_or_default();
     let by_email = match (&email, &phone) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::validation("Only an email address or phone number should be provided on login."))
+            return Err(ApiError::validation(
+                "Only an email address or phone number should be provided on login.",
+            ))
         }
         (None, None) => return Err(ApiError::validation("missing email or phone")),
         (Some(_), None) => true,
         (None, Some(_)) => false,
     };
     if by_email && !config.external_email_enabled {
-        return Err(ApiError::unprocessable(ErrorCode::EmailProviderDisabled, "Email logins are disabled"));
+        return Err(ApiError::unprocessable(
+            ErrorCode::EmailProviderDisabled,
+            "Email logins are disabled",
+        ));
     }
     if !by_email && !config.external_phone_enabled {
-        return Err(ApiError::unprocessable(ErrorCode::PhoneProviderDisabled, "Phone logins are disabled"));
+        return Err(ApiError::unprocessable(
+            ErrorCode::PhoneProviderDisabled,
+            "Phone logins are disabled",
+        ));
     }
 
     let aud = config.jwt_aud.clone();
@@ -76,7 +91,10 @@ async fn password_grant(state: web::Data<AppState>, client: ClientInfo, params: 
     .await?;
 
     // Always run one hash verification, so unknown users cost the same as wrong passwords.
-    let stored = found.as_ref().and_then(|u| u.encrypted_password.clone()).filter(|h| !h.is_empty());
+    let stored = found
+        .as_ref()
+        .and_then(|u| u.encrypted_password.clone())
+        .filter(|h| !h.is_empty());
     let hash = stored.clone().unwrap_or_else(|| state.dummy_hash.clone());
     let hash_cfg = config.password_hash.clone();
     let candidate = password.clone();
@@ -96,19 +114,30 @@ async fn password_grant(state: web::Data<AppState>, client: ClientInfo, params: 
         _ => return Err(ApiError::invalid_credentials()),
     };
     if user.is_banned(chrono::Utc::now()) {
-        return Err(ApiError::bad_request(ErrorCode::UserBanned, "User is banned"));
+        return Err(ApiError::bad_request(
+            ErrorCode::UserBanned,
+            "User is banned",
+        ));
     }
     if by_email && user.email_confirmed_at.is_none() {
-        return Err(ApiError::bad_request(ErrorCode::EmailNotConfirmed, "Email not confirmed"));
+        return Err(ApiError::bad_request(
+            ErrorCode::EmailNotConfirmed,
+            "Email not confirmed",
+        ));
     }
     if !by_email && user.phone_confirmed_at.is_none() {
-        return Err(ApiError::bad_request(ErrorCode::PhoneNotConfirmed, "Phone not confirmed"));
+        return Err(ApiError::bad_request(
+            ErrorCode::PhoneNotConfirmed,
+            "Phone not confirmed",
+        ));
     }
 
     let grant = db::transaction(&state.pool, move |conn| {
         // Old bcrypt (or weaker argon2) hashes are upgraded once the password is known good.
         if let Some(new_hash) = rehash {
-            diesel::update(users::table.find(user.id)).set(users::encrypted_password.eq(new_hash)).execute(conn)?;
+            diesel::update(users::table.find(user.id))
+                .set(users::encrypted_password.eq(new_hash))
+                .execute(conn)?;
         }
         tokens::issue_session(conn, &config, user, AMR_PASSWORD, "login", &client)
     })
@@ -120,10 +149,16 @@ async fn password_grant(state: web::Data<AppState>, client: ClientInfo, params: 
     tokens::token_response(&state, &grant, weak)
 }
 
-async fn refresh_token_grant(state: web::Data<AppState>, params: TokenParams) -> ApiResult<HttpResponse> {
+async fn refresh_token_grant(
+    state: web::Data<AppState>,
+    params: TokenParams,
+) -> ApiResult<HttpResponse> {
     let token = params.refresh_token.unwrap_or_default();
     // GoTrue's pre-validation: v1 tokens are exactly 12 lower-case alphanumerics.
-    let v1_shape = token.len() == 12 && token.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let v1_shape = token.len() == 12
+        && token
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if token.len() < 12 || (token.len() == 12 && !v1_shape) {
         return Err(ApiError::validation("Refresh token is not valid"));
     }
@@ -135,7 +170,10 @@ async fn refresh_token_grant(state: web::Data<AppState>, params: TokenParams) ->
         ));
     }
     let config = state.config.clone();
-    let outcome = db::transaction(&state.pool, move |conn| tokens::refresh(conn, &config, &token)).await?;
+    let outcome = db::transaction(&state.pool, move |conn| {
+        tokens::refresh(conn, &config, &token)
+    })
+    .await?;
     match outcome {
         RefreshOutcome::Issued(grant) => tokens::token_response(&state, &grant, None),
         RefreshOutcome::Reused => Err(ApiError::bad_request(

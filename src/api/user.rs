@@ -19,7 +19,10 @@ use crate::tokens::{self, db_now};
 
 pub async fn user_get(state: web::Data<AppState>, auth: AuthUser) -> ApiResult<HttpResponse> {
     let user_id = auth.user.id;
-    let identities = db::run(&state.pool, move |conn| Ok(identity::for_user(conn, user_id)?)).await?;
+    let identities = db::run(&state.pool, move |conn| {
+        Ok(identity::for_user(conn, user_id)?)
+    })
+    .await?;
     Ok(tokens::user_response(&auth.user, &identities))
 }
 
@@ -40,19 +43,42 @@ pub async fn user_update(
     let config = state.config.clone();
     let params = params.into_inner();
     let current = auth.user;
-    if params.app_metadata.is_some() && current.role.as_deref() != Some(config.jwt_admin_group_name.as_str()) {
-        return Err(ApiError::forbidden(ErrorCode::NotAdmin, "Updating app_metadata requires admin privileges"));
+    if params.app_metadata.is_some()
+        && current.role.as_deref() != Some(config.jwt_admin_group_name.as_str())
+    {
+        return Err(ApiError::forbidden(
+            ErrorCode::NotAdmin,
+            "Updating app_metadata requires admin privileges",
+        ));
     }
-    let email = params.email.filter(|e| !e.is_empty()).map(|e| validate::email(&e)).transpose()?;
-    let phone = params.phone.filter(|p| !p.is_empty()).map(|p| validate::phone(&p)).transpose()?;
+    let email = params
+        .email
+        .filter(|e| !e.is_empty())
+        .map(|e| validate::email(&e))
+        .transpose()?;
+    let phone = params
+        .phone
+        .filter(|p| !p.is_empty())
+        .map(|p| validate::phone(&p))
+        .transpose()?;
     if email.is_some() && !config.external_email_enabled {
-        return Err(ApiError::bad_request(ErrorCode::EmailProviderDisabled, "Email logins are disabled"));
+        return Err(ApiError::bad_request(
+            ErrorCode::EmailProviderDisabled,
+            "Email logins are disabled",
+        ));
     }
     if phone.is_some() && !config.external_phone_enabled {
-        return Err(ApiError::bad_request(ErrorCode::PhoneProviderDisabled, "Phone logins are disabled"));
+        return Err(ApiError::bad_request(
+            ErrorCode::PhoneProviderDisabled,
+            "Phone logins are disabled",
+        ));
     }
-    let user_metadata = params.data.map(|d| user::merge_metadata(current.user_metadata(), d));
-    let app_metadata = params.app_metadata.map(|d| user::merge_metadata(current.app_metadata(), d));
+    let user_metadata = params
+        .data
+        .map(|d| user::merge_metadata(current.user_metadata(), d));
+    let app_metadata = params
+        .app_metadata
+        .map(|d| user::merge_metadata(current.app_metadata(), d));
     for m in user_metadata.iter().chain(app_metadata.iter()) {
         validate::metadata_size(m)?;
     }
@@ -88,18 +114,29 @@ pub async fn user_update(
         let now = db_now();
         let id = current.id;
         if let Some(meta) = user_metadata {
-            diesel::update(users::table.find(id)).set(users::raw_user_meta_data.eq(Value::Object(meta))).execute(conn)?;
+            diesel::update(users::table.find(id))
+                .set(users::raw_user_meta_data.eq(Value::Object(meta)))
+                .execute(conn)?;
         }
         if let Some(meta) = app_metadata {
-            diesel::update(users::table.find(id)).set(users::raw_app_meta_data.eq(Value::Object(meta))).execute(conn)?;
+            diesel::update(users::table.find(id))
+                .set(users::raw_app_meta_data.eq(Value::Object(meta)))
+                .execute(conn)?;
         }
         if let Some(hash) = new_hash {
-            diesel::update(users::table.find(id)).set(users::encrypted_password.eq(hash)).execute(conn)?;
+            diesel::update(users::table.find(id))
+                .set(users::encrypted_password.eq(hash))
+                .execute(conn)?;
             // A new password signs out every other session, as in GoTrue.
             session::delete_for_user(conn, id, keep_session)?;
         }
         if let Some(email) = email.filter(|e| Some(e) != current.email.as_ref()) {
-            if user::email_taken(conn, current.aud.as_deref().unwrap_or(&config.jwt_aud), &email, Some(id))? {
+            if user::email_taken(
+                conn,
+                current.aud.as_deref().unwrap_or(&config.jwt_aud),
+                &email,
+                Some(id),
+            )? {
                 return Err(ApiError::unprocessable(
                     ErrorCode::EmailExists,
                     "A user with this email address has already been registered",
@@ -107,7 +144,11 @@ pub async fn user_update(
             }
             if config.mailer_autoconfirm {
                 diesel::update(users::table.find(id))
-                    .set((users::email.eq(&email), users::email_confirmed_at.eq(now), users::email_change.eq("")))
+                    .set((
+                        users::email.eq(&email),
+                        users::email_confirmed_at.eq(now),
+                        users::email_change.eq(""),
+                    ))
                     .execute(conn)?;
                 let data = json!({"sub": id.to_string(), "email": email, "email_verified": true});
                 identity::upsert_data(conn, id, "email", into_map(data), now)?;
@@ -115,15 +156,21 @@ pub async fn user_update(
             } else {
                 // weauth sends no mail: the change stays pending, as GoTrue shows it.
                 diesel::update(users::table.find(id))
-                    .set((users::email_change.eq(&email), users::email_change_sent_at.eq(now)))
+                    .set((
+                        users::email_change.eq(&email),
+                        users::email_change_sent_at.eq(now),
+                    ))
                     .execute(conn)?;
             }
         }
         if let Some(phone) = phone.filter(|p| Some(p) != current.phone.as_ref()) {
             set_phone(conn, id, &phone, config.sms_autoconfirm, now)?;
         }
-        diesel::update(users::table.find(id)).set(users::updated_at.eq(now)).execute(conn)?;
-        let user = user::find_by_id(conn, id)?.ok_or_else(|| ApiError::internal("user vanished during update"))?;
+        diesel::update(users::table.find(id))
+            .set(users::updated_at.eq(now))
+            .execute(conn)?;
+        let user = user::find_by_id(conn, id)?
+            .ok_or_else(|| ApiError::internal("user vanished during update"))?;
         let identities = identity::for_user(conn, id)?;
         Ok((user, identities))
     })
@@ -141,21 +188,37 @@ pub fn set_phone(
     now: chrono::DateTime<chrono::Utc>,
 ) -> ApiResult<()> {
     let taken = || {
-        ApiError::unprocessable(ErrorCode::PhoneExists, "A user with this phone number has already been registered")
+        ApiError::unprocessable(
+            ErrorCode::PhoneExists,
+            "A user with this phone number has already been registered",
+        )
     };
     if user::phone_taken(conn, phone, Some(user_id))? {
         return Err(taken());
     }
     if !confirm {
         diesel::update(users::table.find(user_id))
-            .set((users::phone_change.eq(phone), users::phone_change_sent_at.eq(now)))
+            .set((
+                users::phone_change.eq(phone),
+                users::phone_change_sent_at.eq(now),
+            ))
             .execute(conn)?;
         return Ok(());
     }
     diesel::update(users::table.find(user_id))
-        .set((users::phone.eq(phone), users::phone_confirmed_at.eq(now), users::phone_change.eq("")))
+        .set((
+            users::phone.eq(phone),
+            users::phone_confirmed_at.eq(now),
+            users::phone_change.eq(""),
+        ))
         .execute(conn)
-        .map_err(|e| if db::is_unique_violation(&e, "users_phone_key") { taken() } else { e.into() })?;
+        .map_err(|e| {
+            if db::is_unique_violation(&e, "users_phone_key") {
+                taken()
+            } else {
+                e.into()
+            }
+        })?;
     let data = json!({"sub": user_id.to_string(), "phone": phone, "phone_verified": true});
     identity::upsert_data(conn, user_id, "phone", into_map(data), now)?;
     add_provider(conn, user_id, "phone")?;
@@ -164,15 +227,21 @@ pub fn set_phone(
 
 /// Appends `provider` to `app_metadata.providers` (and sets `provider` if it has none).
 pub fn add_provider(conn: &mut PgConnection, user_id: uuid::Uuid, provider: &str) -> ApiResult<()> {
-    let user: User = user::find_by_id(conn, user_id)?.ok_or_else(|| ApiError::internal("user vanished"))?;
+    let user: User =
+        user::find_by_id(conn, user_id)?.ok_or_else(|| ApiError::internal("user vanished"))?;
     let mut meta = user.app_metadata();
-    let mut providers: Vec<Value> = meta.get("providers").and_then(|p| p.as_array().cloned()).unwrap_or_default();
+    let mut providers: Vec<Value> = meta
+        .get("providers")
+        .and_then(|p| p.as_array().cloned())
+        .unwrap_or_default();
     if !providers.iter().any(|p| p == provider) {
         providers.push(json!(provider));
     }
     meta.entry("provider").or_insert_with(|| json!(provider));
     meta.insert("providers".into(), Value::Array(providers));
-    diesel::update(users::table.find(user_id)).set(users::raw_app_meta_data.eq(Value::Object(meta))).execute(conn)?;
+    diesel::update(users::table.find(user_id))
+        .set(users::raw_app_meta_data.eq(Value::Object(meta)))
+        .execute(conn)?;
     Ok(())
 }
 

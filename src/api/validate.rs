@@ -20,7 +20,11 @@ pub fn email(raw: &str) -> ApiResult<String> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(email) } else { Err(invalid()) }
+    if ok {
+        Ok(email)
+    } else {
+        Err(invalid())
+    }
 }
 
 /// GoTrue's phone format: `+` and spaces stripped, then E.164 digits `^[1-9][0-9]{1,14}$`.
@@ -32,7 +36,9 @@ pub fn phone(raw: &str) -> ApiResult<String> {
     if ok {
         Ok(phone)
     } else {
-        Err(ApiError::validation("Invalid phone number format (E.164 required)"))
+        Err(ApiError::validation(
+            "Invalid phone number format (E.164 required)",
+        ))
     }
 }
 
@@ -41,9 +47,13 @@ pub fn phone(raw: &str) -> ApiResult<String> {
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 pub fn metadata_size(map: &serde_json::Map<String, serde_json::Value>) -> ApiResult<()> {
-    let size = serde_json::to_vec(map).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(map)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
-        return Err(ApiError::validation(format!("Metadata must be at most {MAX_METADATA_BYTES} bytes")));
+        return Err(ApiError::validation(format!(
+            "Metadata must be at most {MAX_METADATA_BYTES} bytes"
+        )));
     }
     Ok(())
 }
@@ -52,8 +62,19 @@ pub fn metadata_size(map: &serde_json::Map<String, serde_json::Value>) -> ApiRes
 mod tests {
     #[test]
     fn emails() {
-        assert_eq!(super::email(" Foo@Example.COM ").unwrap(), "foo@example.com");
-        for bad in ["", "foo", "foo@bar", "@bar.com", "a b@c.com", "a@b@c.com", "a@.com"] {
+        assert_eq!(
+            super::email(" Foo@Example.COM ").unwrap(),
+            "foo@example.com"
+        );
+        for bad in [
+            "",
+            "foo",
+            "foo@bar",
+            "@bar.com",
+            "a b@c.com",
+            "a@b@c.com",
+            "a@.com",
+        ] {
             assert!(super::email(bad).is_err(), "{bad}");
         }
         assert!(super::email(&format!("{}@x.com", "a".repeat(260))).is_err());

@@ -9,11 +9,11 @@ use futures_util::future::{ready, LocalBoxFuture, Ready};
 use uuid::Uuid;
 
 use super::jwt::IncomingClaims;
+use crate::db;
 use crate::db::models::user::User;
 use crate::db::schema::{sessions, users};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
-use crate::db;
 
 /// A signed-in user whose token, user row and session all check out.
 pub struct AuthUser {
@@ -28,6 +28,12 @@ pub struct AdminAuth {
     pub claims: IncomingClaims,
 }
 
+/// Any token signed with the project's secret: the anon key, a user's token or the service-role
+/// key. Nothing beyond the signature and time claims is checked.
+pub struct SignedToken {
+    pub claims: IncomingClaims,
+}
+
 /// The caller's user agent and address, recorded on sessions and audit entries.
 #[derive(Clone, Default)]
 pub struct ClientInfo {
@@ -36,15 +42,29 @@ pub struct ClientInfo {
 }
 
 fn state(req: &HttpRequest) -> ApiResult<web::Data<AppState>> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::internal("application state missing"))
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("application state missing"))
 }
 
 /// `Authorization: Bearer <token>`, matched like GoTrue's `(?i)^bearer (\S+$)`.
 fn bearer_token(req: &HttpRequest) -> ApiResult<String> {
-    let missing = || ApiError::unauthorized(ErrorCode::NoAuthorization, "This endpoint requires a valid Bearer token");
-    let value = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(missing)?;
+    let missing = || {
+        ApiError::unauthorized(
+            ErrorCode::NoAuthorization,
+            "This endpoint requires a valid Bearer token",
+        )
+    };
+    let value = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(missing)?;
     let (scheme, token) = value.split_at_checked(7).ok_or_else(missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer ") || token.is_empty() || token.contains(char::is_whitespace) {
+    if !scheme.eq_ignore_ascii_case("bearer ")
+        || token.is_empty()
+        || token.contains(char::is_whitespace)
+    {
         return Err(missing());
     }
     Ok(token.to_string())
@@ -57,7 +77,10 @@ fn session_claim(claims: &IncomingClaims) -> ApiResult<Option<Uuid>> {
         Some(raw) => match Uuid::parse_str(raw) {
             Ok(id) if id.is_nil() => Ok(None),
             Ok(id) => Ok(Some(id)),
-            Err(_) => Err(ApiError::forbidden(ErrorCode::BadJwt, "invalid claim: session_id claim must be a UUID")),
+            Err(_) => Err(ApiError::forbidden(
+                ErrorCode::BadJwt,
+                "invalid claim: session_id claim must be a UUID",
+            )),
         },
     }
 }
@@ -75,9 +98,12 @@ impl FromRequest for AuthUser {
                 .sub
                 .as_deref()
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| ApiError::forbidden(ErrorCode::BadJwt, "invalid claim: missing sub claim"))?;
-            let user_id = Uuid::parse_str(sub)
-                .map_err(|_| ApiError::bad_request(ErrorCode::BadJwt, "invalid claim: sub claim must be a UUID"))?;
+                .ok_or_else(|| {
+                    ApiError::forbidden(ErrorCode::BadJwt, "invalid claim: missing sub claim")
+                })?;
+            let user_id = Uuid::parse_str(sub).map_err(|_| {
+                ApiError::bad_request(ErrorCode::BadJwt, "invalid claim: sub claim must be a UUID")
+            })?;
             let session_id = session_claim(&claims)?;
             // One round trip: the user row and whether the session still exists.
             let found = db::run(&state.pool, move |conn| {
@@ -93,8 +119,12 @@ impl FromRequest for AuthUser {
                     .optional()?)
             })
             .await?;
-            let (user, session_found) = found
-                .ok_or_else(|| ApiError::forbidden(ErrorCode::UserNotFound, "User from sub claim in JWT does not exist"))?;
+            let (user, session_found) = found.ok_or_else(|| {
+                ApiError::forbidden(
+                    ErrorCode::UserNotFound,
+                    "User from sub claim in JWT does not exist",
+                )
+            })?;
             if session_id.is_some() && session_found.is_none() {
                 return Err(ApiError::forbidden(
                     ErrorCode::SessionNotFound,
@@ -104,7 +134,11 @@ impl FromRequest for AuthUser {
             if user.is_banned(chrono::Utc::now()) {
                 return Err(ApiError::forbidden(ErrorCode::UserBanned, "User is banned"));
             }
-            Ok(AuthUser { user, session_id, claims })
+            Ok(AuthUser {
+                user,
+                session_id,
+                claims,
+            })
         })
     }
 }
@@ -125,15 +159,31 @@ impl FromRequest for AdminAuth {
             // An admin token minted for a session must still have that session.
             if let Some(session_id) = session_claim(&claims)? {
                 let exists = db::run(&state.pool, move |conn| {
-                    Ok(diesel::select(diesel::dsl::exists(sessions::table.find(session_id))).get_result::<bool>(conn)?)
+                    Ok(
+                        diesel::select(diesel::dsl::exists(sessions::table.find(session_id)))
+                            .get_result::<bool>(conn)?,
+                    )
                 })
                 .await?;
                 if !exists {
-                    return Err(ApiError::forbidden(ErrorCode::SessionNotFound, "Session is no longer valid"));
+                    return Err(ApiError::forbidden(
+                        ErrorCode::SessionNotFound,
+                        "Session is no longer valid",
+                    ));
                 }
             }
             Ok(AdminAuth { claims })
         })
+    }
+}
+
+impl FromRequest for SignedToken {
+    type Error = ApiError;
+    type Future = Ready<ApiResult<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let verified = state(req).and_then(|s| s.jwt.verify(&bearer_token(req)?));
+        ready(verified.map(|claims| SignedToken { claims }))
     }
 }
 
@@ -142,7 +192,11 @@ impl FromRequest for ClientInfo {
     type Future = Ready<ApiResult<Self>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());
+        let user_agent = req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect());
         let ip = req.peer_addr().map(|addr| addr.ip().to_string());
         ready(Ok(ClientInfo { user_agent, ip }))
     }

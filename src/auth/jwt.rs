@@ -76,12 +76,17 @@ impl JwtKeys {
 
     /// Verifies signature, algorithm and time claims; 403 `bad_jwt` otherwise.
     pub fn verify(&self, token: &str) -> Result<IncomingClaims, ApiError> {
-        decode::<IncomingClaims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| {
-            ApiError::forbidden(
-                ErrorCode::BadJwt,
-                format!("invalid JWT: unable to parse or verify signature, {}", describe(&e)),
-            )
-        })
+        decode::<IncomingClaims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                ApiError::forbidden(
+                    ErrorCode::BadJwt,
+                    format!(
+                        "invalid JWT: unable to parse or verify signature, {}",
+                        describe(&e)
+                    ),
+                )
+            })
     }
 }
 
@@ -92,7 +97,9 @@ fn describe(e: &jsonwebtoken::errors::Error) -> &'static str {
         ErrorKind::ExpiredSignature => "token has invalid claims: token is expired",
         ErrorKind::ImmatureSignature => "token has invalid claims: token is not valid yet",
         ErrorKind::InvalidSignature => "token signature is invalid: signature is invalid",
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "token is unverifiable: signing method is invalid",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "token is unverifiable: signing method is invalid"
+        }
         _ => "token is malformed: could not parse the token",
     }
 }
@@ -108,7 +115,11 @@ pub fn claims_for(
     AccessClaims {
         iss: config.jwt_issuer.clone(),
         sub: user.id.to_string(),
-        aud: user.aud.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| config.jwt_aud.clone()),
+        aud: user
+            .aud
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| config.jwt_aud.clone()),
         exp: now + config.jwt_exp,
         iat: now,
         email: user.email.clone().unwrap_or_default(),

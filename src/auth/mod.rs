@@ -14,7 +14,9 @@ const REFRESH_TOKEN_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// GoTrue takes the database over again.
 pub fn new_refresh_token() -> String {
     let mut rng = rand::rngs::OsRng;
-    (0..12).map(|_| REFRESH_TOKEN_ALPHABET[rng.gen_range(0..REFRESH_TOKEN_ALPHABET.len())] as char).collect()
+    (0..12)
+        .map(|_| REFRESH_TOKEN_ALPHABET[rng.gen_range(0..REFRESH_TOKEN_ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Compares two secrets in constant time.
@@ -29,7 +31,11 @@ mod tests {
     fn refresh_tokens_match_gotrue_v1_format() {
         let t = super::new_refresh_token();
         assert_eq!(t.len(), 12);
-        assert!(t.chars().all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)), "{t}");
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)),
+            "{t}"
+        );
         assert_ne!(t, super::new_refresh_token());
     }
 }

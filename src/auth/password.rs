@@ -13,20 +13,28 @@ use crate::error::{ApiError, ApiResult};
 const MAX_PASSWORD_BYTES: usize = 72;
 
 fn hasher(cfg: &PasswordHashConfig) -> ApiResult<Argon2<'static>> {
-    let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None).map_err(|e| ApiError::internal(e.to_string()))?;
+    let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
 /// Hashes a password with argon2id. CPU-heavy: call it from a blocking thread.
 pub fn hash(password: &str, cfg: &PasswordHashConfig) -> ApiResult<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(hasher(cfg)?.hash_password(password.as_bytes(), &salt).map_err(|e| ApiError::internal(e.to_string()))?.to_string())
+    Ok(hasher(cfg)?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .to_string())
 }
 
 /// Checks a password against an argon2 or bcrypt hash. Unknown formats never match.
 pub fn verify(password: &str, hash: &str) -> bool {
     if hash.starts_with("$argon2") {
-        PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        PasswordHash::new(hash).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
     } else if hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$") {
         bcrypt::verify(password, hash).unwrap_or(false)
     } else {
@@ -36,7 +44,10 @@ pub fn verify(password: &str, hash: &str) -> bool {
 
 /// True for hashes weauth would not write today (bcrypt, argon2i, other argon2 costs).
 pub fn needs_rehash(hash: &str, cfg: &PasswordHashConfig) -> bool {
-    let expected = format!("$argon2id$v=19$m={},t={},p={}$", cfg.memory_kib, cfg.iterations, cfg.parallelism);
+    let expected = format!(
+        "$argon2id$v=19$m={},t={},p={}$",
+        cfg.memory_kib, cfg.iterations, cfg.parallelism
+    );
     !hash.starts_with(&expected)
 }
 
@@ -50,7 +61,9 @@ pub fn dummy_hash(cfg: &PasswordHashConfig) -> ApiResult<String> {
 /// `GOTRUE_PASSWORD_MIN_LENGTH` characters (422 `weak_password`).
 pub fn check_strength(password: &str, min_length: usize) -> ApiResult<()> {
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::validation(format!("Password cannot be longer than {MAX_PASSWORD_BYTES} characters")));
+        return Err(ApiError::validation(format!(
+            "Password cannot be longer than {MAX_PASSWORD_BYTES} characters"
+        )));
     }
     if password.chars().count() < min_length {
         return Err(ApiError::weak_password(
@@ -66,7 +79,11 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordHashConfig {
-        PasswordHashConfig { memory_kib: 1024, iterations: 1, parallelism: 1 }
+        PasswordHashConfig {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
     }
 
     #[test]
@@ -80,7 +97,9 @@ mod tests {
 
     #[test]
     fn gotrue_bcrypt_hashes_verify_and_need_upgrade() {
-        let h = bcrypt::hash("migrated-password", 4).unwrap().replacen("$2b$", "$2a$", 1);
+        let h = bcrypt::hash("migrated-password", 4)
+            .unwrap()
+            .replacen("$2b$", "$2a$", 1);
         assert!(verify("migrated-password", &h));
         assert!(!verify("other", &h));
         assert!(needs_rehash(&h, &cheap()));
@@ -99,6 +118,12 @@ mod tests {
         let e = check_strength("12345", 6).unwrap_err();
         assert_eq!(e.status.as_u16(), 422);
         assert_eq!(e.weak_password_reasons, vec!["length"]);
-        assert_eq!(check_strength(&"x".repeat(73), 6).unwrap_err().status.as_u16(), 400);
+        assert_eq!(
+            check_strength(&"x".repeat(73), 6)
+                .unwrap_err()
+                .status
+                .as_u16(),
+            400
+        );
     }
 }

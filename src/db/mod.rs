@@ -32,13 +32,17 @@ pub fn build_pool(database_url: &str, max_size: u32, connect_timeout: Duration) 
 }
 
 /// Applies pending migrations under an advisory lock; returns the versions applied.
-pub fn run_migrations(database_url: &str) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
+pub fn run_migrations(
+    database_url: &str,
+) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
     let mut conn = PgConnection::establish(database_url)?;
-    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(&mut conn)?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)?;
     let applied = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|versions| versions.iter().map(|v| v.to_string()).collect());
-    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(&mut conn)?;
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)?;
     applied
 }
 

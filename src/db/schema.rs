@@ -119,4 +119,10 @@ diesel::table! {
 
 diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, identities, sessions, refresh_tokens, mfa_amr_claims);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    identities,
+    sessions,
+    refresh_tokens,
+    mfa_amr_claims
+);

@@ -36,7 +36,13 @@ pub struct NewIdentity {
 }
 
 impl NewIdentity {
-    pub fn new(user_id: Uuid, provider: &str, provider_id: &str, data: Map<String, Value>, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        user_id: Uuid,
+        provider: &str,
+        provider_id: &str,
+        data: Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Self {
         NewIdentity {
             id: Uuid::new_v4(),
             provider_id: provider_id.to_string(),
@@ -70,7 +76,10 @@ pub struct IdentityJson<'a> {
 
 impl Identity {
     pub fn to_json(&self) -> IdentityJson<'_> {
-        let has_data = self.identity_data.as_object().is_some_and(|m| !m.is_empty());
+        let has_data = self
+            .identity_data
+            .as_object()
+            .is_some_and(|m| !m.is_empty());
         IdentityJson {
             identity_id: self.id,
             id: &self.provider_id,
@@ -93,7 +102,11 @@ pub fn for_user(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<Vec<Ident
         .load(conn)
 }
 
-pub fn find(conn: &mut PgConnection, provider: &str, provider_id: &str) -> QueryResult<Option<Identity>> {
+pub fn find(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_id: &str,
+) -> QueryResult<Option<Identity>> {
     identities::table
         .filter(identities::provider.eq(provider))
         .filter(identities::provider_id.eq(provider_id))
@@ -103,7 +116,10 @@ pub fn find(conn: &mut PgConnection, provider: &str, provider_id: &str) -> Query
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewIdentity) -> QueryResult<Identity> {
-    diesel::insert_into(identities::table).values(new).returning(Identity::as_returning()).get_result(conn)
+    diesel::insert_into(identities::table)
+        .values(new)
+        .returning(Identity::as_returning())
+        .get_result(conn)
 }
 
 /// Replaces an identity's data (e-mail or phone changed), creating the identity if it is missing.
@@ -122,14 +138,24 @@ pub fn upsert_data(
         .optional()?;
     match existing {
         Some(identity) => {
-            let mut merged = identity.identity_data.as_object().cloned().unwrap_or_default();
+            let mut merged = identity
+                .identity_data
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             merged.extend(data);
             diesel::update(identities::table.find(identity.id))
-                .set((identities::identity_data.eq(Value::Object(merged)), identities::updated_at.eq(now)))
+                .set((
+                    identities::identity_data.eq(Value::Object(merged)),
+                    identities::updated_at.eq(now),
+                ))
                 .execute(conn)?;
         }
         None => {
-            insert(conn, &NewIdentity::new(user_id, provider, &user_id.to_string(), data, now))?;
+            insert(
+                conn,
+                &NewIdentity::new(user_id, provider, &user_id.to_string(), data, now),
+            )?;
         }
     }
     Ok(())

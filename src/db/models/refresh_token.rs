@@ -30,7 +30,10 @@ pub fn find_for_update(conn: &mut PgConnection, token: &str) -> QueryResult<Opti
 }
 
 /// The session's newest unrevoked token.
-pub fn active_for_session(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<Option<RefreshToken>> {
+pub fn active_for_session(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+) -> QueryResult<Option<RefreshToken>> {
     refresh_tokens::table
         .filter(refresh_tokens::session_id.eq(session_id))
         .filter(refresh_tokens::revoked.eq(false))
@@ -42,7 +45,12 @@ pub fn active_for_session(conn: &mut PgConnection, session_id: Uuid) -> QueryRes
 
 /// Revokes `old` and issues `new_token` as its child in the same session, and marks the
 /// session refreshed: one statement.
-pub fn rotate(conn: &mut PgConnection, old: &RefreshToken, new_token: &str, now: DateTime<Utc>) -> QueryResult<()> {
+pub fn rotate(
+    conn: &mut PgConnection,
+    old: &RefreshToken,
+    new_token: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
     diesel::sql_query(
         "WITH r AS (
            UPDATE auth.refresh_tokens SET revoked = true, updated_at = $2 WHERE id = $1

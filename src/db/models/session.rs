@@ -65,7 +65,9 @@ pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Uuid
 /// True when the session exists and belongs to the user.
 pub fn exists(conn: &mut PgConnection, session_id: Uuid, user_id: Uuid) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
-        sessions::table.filter(sessions::id.eq(session_id)).filter(sessions::user_id.eq(user_id)),
+        sessions::table
+            .filter(sessions::id.eq(session_id))
+            .filter(sessions::user_id.eq(user_id)),
     ))
     .get_result(conn)
 }
@@ -75,14 +77,23 @@ pub fn amr(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<Vec<(String
     let rows: Vec<(String, DateTime<Utc>)> = mfa_amr_claims::table
         .filter(mfa_amr_claims::session_id.eq(session_id))
         .order(mfa_amr_claims::updated_at.desc())
-        .select((mfa_amr_claims::authentication_method, mfa_amr_claims::updated_at))
+        .select((
+            mfa_amr_claims::authentication_method,
+            mfa_amr_claims::updated_at,
+        ))
         .load(conn)?;
     Ok(rows.into_iter().map(|(m, t)| (m, t.timestamp())).collect())
 }
 
 /// Deletes sessions (cascading to their refresh tokens and amr claims). `keep` spares one.
-pub fn delete_for_user(conn: &mut PgConnection, user_id: Uuid, keep: Option<Uuid>) -> QueryResult<usize> {
-    let mut q = diesel::delete(sessions::table).filter(sessions::user_id.eq(user_id)).into_boxed();
+pub fn delete_for_user(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+) -> QueryResult<usize> {
+    let mut q = diesel::delete(sessions::table)
+        .filter(sessions::user_id.eq(user_id))
+        .into_boxed();
     if let Some(keep) = keep {
         q = q.filter(sessions::id.ne(keep));
     }
@@ -94,6 +105,14 @@ pub fn delete(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<usize> {
 }
 
 /// `not_after` of a session, locked for the refresh that is about to rotate its token.
-pub fn lock(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<Option<Option<DateTime<Utc>>>> {
-    sessions::table.find(session_id).select(sessions::not_after).for_update().first(conn).optional()
+pub fn lock(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+) -> QueryResult<Option<Option<DateTime<Utc>>>> {
+    sessions::table
+        .find(session_id)
+        .select(sessions::not_after)
+        .for_update()
+        .first(conn)
+        .optional()
 }

@@ -104,7 +104,9 @@ impl User {
     }
 
     pub fn has_password(&self) -> bool {
-        self.encrypted_password.as_deref().is_some_and(|p| !p.is_empty())
+        self.encrypted_password
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
     }
 
     pub fn app_metadata(&self) -> Map<String, Value> {
@@ -127,7 +129,9 @@ impl User {
             phone: self.phone.as_deref().unwrap_or(""),
             phone_confirmed_at: self.phone_confirmed_at,
             confirmation_sent_at: self.confirmation_sent_at,
-            confirmed_at: self.confirmed_at.or_else(|| min_time(self.email_confirmed_at, self.phone_confirmed_at)),
+            confirmed_at: self
+                .confirmed_at
+                .or_else(|| min_time(self.email_confirmed_at, self.phone_confirmed_at)),
             recovery_sent_at: self.recovery_sent_at,
             new_email: self.email_change.as_deref().unwrap_or(""),
             email_change_sent_at: self.email_change_sent_at,
@@ -209,7 +213,11 @@ pub struct UserJson<'a> {
 }
 
 pub fn find_by_id(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<User>> {
-    users::table.find(id).select(User::as_select()).first(conn).optional()
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// Same audience, e-mail compared lower-cased, SSO users excluded (GoTrue `FindUserByEmailAndAudience`).
@@ -225,23 +233,42 @@ pub fn find_by_email(conn: &mut PgConnection, aud: &str, email: &str) -> QueryRe
 
 /// Phones are unique across the whole table (`users_phone_key`), whatever the audience.
 pub fn find_by_phone(conn: &mut PgConnection, phone: &str) -> QueryResult<Option<User>> {
-    users::table.filter(users::phone.eq(phone)).select(User::as_select()).first(conn).optional()
+    users::table
+        .filter(users::phone.eq(phone))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
 }
 
-pub fn email_taken(conn: &mut PgConnection, aud: &str, email: &str, except: Option<Uuid>) -> QueryResult<bool> {
+pub fn email_taken(
+    conn: &mut PgConnection,
+    aud: &str,
+    email: &str,
+    except: Option<Uuid>,
+) -> QueryResult<bool> {
     Ok(find_by_email(conn, aud, email)?.is_some_and(|u| Some(u.id) != except))
 }
 
-pub fn phone_taken(conn: &mut PgConnection, phone: &str, except: Option<Uuid>) -> QueryResult<bool> {
+pub fn phone_taken(
+    conn: &mut PgConnection,
+    phone: &str,
+    except: Option<Uuid>,
+) -> QueryResult<bool> {
     Ok(find_by_phone(conn, phone)?.is_some_and(|u| Some(u.id) != except))
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewUser) -> QueryResult<User> {
-    diesel::insert_into(users::table).values(new).returning(User::as_returning()).get_result(conn)
+    diesel::insert_into(users::table)
+        .values(new)
+        .returning(User::as_returning())
+        .get_result(conn)
 }
 
 /// Merges `changes` into a metadata object the way GoTrue does: a JSON `null` deletes the key.
-pub fn merge_metadata(mut current: Map<String, Value>, changes: Map<String, Value>) -> Map<String, Value> {
+pub fn merge_metadata(
+    mut current: Map<String, Value>,
+    changes: Map<String, Value>,
+) -> Map<String, Value> {
     for (key, value) in changes {
         if value.is_null() {
             current.remove(&key);
@@ -261,14 +288,23 @@ pub fn list(
     per_page: i64,
 ) -> QueryResult<(Vec<User>, i64)> {
     let query = || {
-        let mut q = users::table.filter(users::aud.eq(aud.to_string())).into_boxed();
+        let mut q = users::table
+            .filter(users::aud.eq(aud.to_string()))
+            .into_boxed();
         if let Some(f) = filter.filter(|f| !f.is_empty()) {
-            let pattern = format!("%{}%", f.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let pattern = format!(
+                "%{}%",
+                f.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
             q = q.filter(
-                users::email
-                    .ilike(pattern.clone())
-                    .or(diesel::dsl::sql::<diesel::sql_types::Bool>("raw_user_meta_data->>'full_name' ILIKE ")
-                        .bind::<diesel::sql_types::Text, _>(pattern)),
+                users::email.ilike(pattern.clone()).or(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>(
+                        "raw_user_meta_data->>'full_name' ILIKE ",
+                    )
+                    .bind::<diesel::sql_types::Text, _>(pattern),
+                ),
             );
         }
         q

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests and the HTTP integration tests (real PostgreSQL on
+# 127.0.0.1:5432 as user postgres, or WEAUTH_TEST_DATABASE_URL; the WeChat emulator runs
+# in-process). Each test gets its own database, so tests run in parallel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --locked --all-targets

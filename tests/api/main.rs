@@ -1,0 +1,15 @@
+//! Integration tests: weauth over real HTTP, a real PostgreSQL database per test, and the real
+//! WeChat emulator. One test binary, so the crate links once.
+
+mod support;
+
+mod admin;
+mod errors;
+mod gotrue_database;
+mod health_settings;
+mod logout;
+mod signup;
+mod spec;
+mod supabase_js;
+mod token;
+mod user;

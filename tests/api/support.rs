@@ -1,0 +1,518 @@
+//! Test harness: a fresh PostgreSQL database per test (cloned from a migrated template), weauth
+//! served over real HTTP on a random port, and the WeChat emulator beside it.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::{json, Value};
+
+use weauth::config::Config;
+use weauth::state::AppState;
+
+pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-production-0123456789";
+pub const APP_ID: &str = "wxtest00000000app1";
+pub const APP_SECRET: &str = "test-app-secret-1";
+pub const APP_ID_2: &str = "wxtest00000000app2";
+pub const APP_SECRET_2: &str = "test-app-secret-2";
+
+fn admin_url() -> String {
+    std::env::var("WEAUTH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn url_for(db: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin);
+    format!("{base}/{db}")
+}
+
+/// Name of the template database for the current migrations (a hash of their text).
+fn template_name() -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut entries: Vec<_> = walk(&dir);
+    entries.sort();
+    for path in entries {
+        hasher.update(path.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&path).unwrap_or_default());
+    }
+    format!("weauth_tpl_{}", &hex::encode(hasher.finalize())[..16])
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A fresh database with weauth's migrations applied.
+    pub fn migrated() -> TestDb {
+        let template = template_name();
+        let mut admin = PgConnection::establish(&admin_url())
+            .expect("PostgreSQL on 127.0.0.1:5432 (user postgres)");
+        // One process builds the template; the others wait on the lock.
+        diesel::sql_query("SELECT pg_advisory_lock(4242001)")
+            .execute(&mut admin)
+            .unwrap();
+        if !database_exists(&mut admin, &template) {
+            let building = format!("{template}_build");
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                .execute(&mut admin)
+                .unwrap();
+            diesel::sql_query(format!("CREATE DATABASE {building}"))
+                .execute(&mut admin)
+                .unwrap();
+            weauth::db::run_migrations(&url_for(&building))
+                .expect("migrations apply to an empty database");
+            diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {template}"))
+                .execute(&mut admin)
+                .unwrap();
+        }
+        diesel::sql_query("SELECT pg_advisory_unlock(4242001)")
+            .execute(&mut admin)
+            .unwrap();
+        Self::create(&mut admin, Some(&template))
+    }
+
+    /// An empty database (no schema at all), for migration tests.
+    pub fn empty() -> TestDb {
+        let mut admin = PgConnection::establish(&admin_url())
+            .expect("PostgreSQL on 127.0.0.1:5432 (user postgres)");
+        Self::create(&mut admin, None)
+    }
+
+    fn create(admin: &mut PgConnection, template: Option<&str>) -> TestDb {
+        let name = format!("weauth_test_{}", uuid::Uuid::new_v4().simple());
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        // Cloning fails if another session is briefly connected to the template; retry.
+        let mut attempts = 0;
+        loop {
+            match diesel::sql_query(&sql).execute(admin) {
+                Ok(_) => break,
+                Err(e) if attempts < 50 => {
+                    attempts += 1;
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("cannot create test database: {e}"),
+            }
+        }
+        TestDb {
+            url: url_for(&name),
+            name,
+        }
+    }
+
+    pub fn conn(&self) -> PgConnection {
+        PgConnection::establish(&self.url).expect("connect to test database")
+    }
+
+    /// Runs a query returning one bigint (`SELECT count(*) ...`).
+    pub fn scalar(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let row: Row = diesel::sql_query(format!("SELECT ({sql})::bigint AS n"))
+            .get_result(&mut self.conn())
+            .unwrap();
+        row.n
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.scalar(&format!("SELECT count(*) FROM {table}"))
+    }
+
+    pub fn execute(&self, sql: &str) {
+        diesel::sql_query(sql).execute(&mut self.conn()).unwrap();
+    }
+
+    /// Row counts of every table a request may write, to prove an error changed nothing.
+    pub fn snapshot(&self) -> Vec<(String, i64)> {
+        [
+            "auth.users",
+            "auth.identities",
+            "auth.sessions",
+            "auth.refresh_tokens",
+            "auth.mfa_amr_claims",
+            "weauth.wechat_session_keys",
+        ]
+        .iter()
+        .map(|t| (t.to_string(), self.count(t)))
+        .collect()
+    }
+}
+
+fn database_exists(conn: &mut PgConnection, name: &str) -> bool {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let row: Row = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_database WHERE datname = '{name}'"
+    ))
+    .get_result(conn)
+    .unwrap();
+    row.n > 0
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&admin_url()) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
+        }
+    }
+}
+
+/// A server running on its own actix system thread; stopped on drop.
+struct Running {
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stop without waiting for the drain; the database is dropped right after.
+        std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false)));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn_server<F>(make: F) -> (u16, Running)
+where
+    F: FnOnce(TcpListener) -> std::io::Result<actix_web::dev::Server> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = make(listener).expect("server starts");
+            tx.send(server.handle()).unwrap();
+            let _ = server.await;
+        })
+    });
+    let handle = rx.recv().unwrap();
+    (
+        port,
+        Running {
+            handle,
+            thread: Some(thread),
+        },
+    )
+}
+
+/// The WeChat emulator on a random port, configured with the two test apps.
+pub struct Emulator {
+    pub url: String,
+    _server: Running,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let config = Config::from_lookup(&|name| wechat_env().get(name).cloned()).unwrap();
+        let wechat = config.wechat.clone();
+        let (port, server) = spawn_server(move |l| weauth::emulator::start(&wechat, l));
+        Emulator {
+            url: format!("http://127.0.0.1:{port}"),
+            _server: server,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "emulator {path} answered {}",
+            res.status()
+        );
+        res.json().await.unwrap()
+    }
+
+    /// What `wx.login` gives `user` in `appid`.
+    pub async fn login_code(&self, appid: &str, user: &str) -> String {
+        self.post(
+            "/emulator/login-code",
+            json!({"appid": appid, "user": user}),
+        )
+        .await["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// What the getPhoneNumber button gives for `phone`.
+    pub async fn phone_code(&self, appid: &str, phone: &str) -> String {
+        self.post(
+            "/emulator/phone-code",
+            json!({"appid": appid, "phone": phone}),
+        )
+        .await["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/emulator/stats", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn fail_next(&self, api: &str, errcode: i64) {
+        self.post(
+            "/emulator/fail-next",
+            json!({"api": api, "errcode": errcode}),
+        )
+        .await;
+    }
+}
+
+fn wechat_env() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "GOTRUE_EXTERNAL_WECHAT_APP_ID".to_string(),
+            APP_ID.to_string(),
+        ),
+        (
+            "GOTRUE_EXTERNAL_WECHAT_SECRET".to_string(),
+            APP_SECRET.to_string(),
+        ),
+        (
+            "GOTRUE_EXTERNAL_WECHAT_APPS".to_string(),
+            format!("{APP_ID_2}:{APP_SECRET_2}"),
+        ),
+    ])
+}
+
+/// weauth on a random port against its own database.
+pub struct TestApp {
+    pub url: String,
+    pub db: TestDb,
+    pub client: reqwest::Client,
+    pub emulator: Option<Emulator>,
+    _server: Running,
+    env: BTreeMap<String, String>,
+}
+
+pub struct Builder {
+    env: BTreeMap<String, String>,
+    wechat: bool,
+    db: Option<TestDb>,
+}
+
+impl Builder {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Starts the WeChat emulator and configures weauth's two test apps against it.
+    pub fn wechat(mut self) -> Self {
+        self.wechat = true;
+        self
+    }
+
+    /// Uses an existing database (for example one GoTrue created) instead of a fresh one.
+    pub fn database(mut self, db: TestDb) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    pub fn spawn(self) -> TestApp {
+        let db = self.db.unwrap_or_else(TestDb::migrated);
+        let mut env = BTreeMap::from([
+            ("DATABASE_URL".to_string(), db.url.clone()),
+            ("GOTRUE_JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+            ("WEAUTH_ARGON2_MEMORY_KIB".to_string(), "1024".to_string()),
+            ("WEAUTH_ARGON2_ITERATIONS".to_string(), "1".to_string()),
+            ("GOTRUE_DB_MAX_POOL_SIZE".to_string(), "8".to_string()),
+        ]);
+        let emulator = self.wechat.then(Emulator::start);
+        if let Some(emu) = &emulator {
+            env.extend(wechat_env());
+            env.insert("GOTRUE_EXTERNAL_WECHAT_API_URL".into(), emu.url.clone());
+        }
+        env.extend(self.env);
+        TestApp::start(db, env, emulator)
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> Builder {
+        Builder {
+            env: BTreeMap::new(),
+            wechat: false,
+            db: None,
+        }
+    }
+
+    pub fn spawn() -> TestApp {
+        Self::builder().spawn()
+    }
+
+    fn start(db: TestDb, env: BTreeMap<String, String>, emulator: Option<Emulator>) -> TestApp {
+        let lookup = env.clone();
+        let config = Config::from_lookup(&move |name| lookup.get(name).cloned())
+            .expect("test config is valid");
+        weauth::db::run_migrations(&config.database_url).expect("migrations apply");
+        let (port, server) = spawn_server(move |l| {
+            weauth::server::start(l, AppState::new(config).unwrap(), Some(2))
+        });
+        TestApp {
+            url: format!("http://127.0.0.1:{port}"),
+            db,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            emulator,
+            _server: server,
+            env,
+        }
+    }
+
+    /// A second weauth instance on the same database and emulator settings.
+    pub fn second_instance(&self) -> (String, impl Drop) {
+        self.second_instance_with(&[])
+    }
+
+    /// A second instance on the same database with some variables changed.
+    pub fn second_instance_with(&self, overrides: &[(&str, &str)]) -> (String, impl Drop) {
+        let mut lookup = self.env.clone();
+        lookup.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let config = Config::from_lookup(&move |name| lookup.get(name).cloned()).unwrap();
+        let (port, server) = spawn_server(move |l| {
+            weauth::server::start(l, AppState::new(config).unwrap(), Some(2))
+        });
+        (format!("http://127.0.0.1:{port}"), server)
+    }
+
+    pub fn emulator(&self) -> &Emulator {
+        self.emulator.as_ref().expect("spawned with .wechat()")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An HS256 JWT with the given claims, signed with the test secret.
+    pub fn sign(&self, claims: Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    /// Supabase's service-role key: no `sub`, no `aud`.
+    pub fn service_role_key(&self) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(
+            json!({"iss": "supabase-demo", "role": "service_role", "iat": now, "exp": now + 3600}),
+        )
+    }
+
+    /// Signs up `email` with autoconfirm (the default) and returns the token response.
+    pub async fn signup_email(&self, email: &str, password: &str) -> Value {
+        let res = self
+            .post(
+                "/auth/v1/signup",
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "signup failed");
+        res.json().await.unwrap()
+    }
+}
+
+/// Reads a JSON body after checking the status, printing the body when it differs.
+pub async fn expect_json(res: reqwest::Response, status: u16) -> Value {
+    let got = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    assert_eq!(got, status, "unexpected status, body: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Asserts a GoTrue legacy error body: `{code: status, error_code, msg}`.
+pub async fn expect_error(res: reqwest::Response, status: u16, error_code: &str) -> Value {
+    let header = res
+        .headers()
+        .get("x-sb-error-code")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = expect_json(res, status).await;
+    assert_eq!(body["code"], json!(status), "{body}");
+    assert_eq!(body["error_code"], json!(error_code), "{body}");
+    assert!(
+        body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(header.as_deref(), Some(error_code));
+    body
+}
