@@ -176,7 +176,7 @@ impl Config {
             ));
         }
         let api_external_url = required(
-            &["API_EXTERNAL_URL", "GOTRUE_API_API_EXTERNAL_URL"],
+            &["GOTRUE_API_API_EXTERNAL_URL", "API_EXTERNAL_URL"],
             "http://localhost:9999",
         )?;
         url::Url::parse(&api_external_url)
@@ -195,14 +195,20 @@ impl Config {
             db_connect_timeout: Duration::from_millis(
                 v.parse(&["WEAUTH_DB_CONNECT_TIMEOUT_MS"], 3000u64)?,
             ),
-            host: v
-                .str(&["GOTRUE_API_HOST"])
-                .unwrap_or_else(|| "0.0.0.0".into()),
-            port: v.parse(&["PORT", "GOTRUE_API_PORT"], 9999u16)?,
+            // With the public development secret, only this machine may reach the server.
+            host: v.str(&["GOTRUE_API_HOST"]).unwrap_or_else(|| {
+                if jwt_secret == DEV_JWT_SECRET {
+                    "127.0.0.1"
+                } else {
+                    "0.0.0.0"
+                }
+                .into()
+            }),
+            port: v.parse(&["GOTRUE_API_PORT", "PORT"], 9999u16)?,
             api_external_url,
             site_url: required(&["GOTRUE_SITE_URL"], "http://localhost:3000")?,
             jwt_issuer: v.str(&["GOTRUE_JWT_ISSUER"]),
-            jwt_secret: Secret::new(jwt_secret),
+            jwt_secret: Secret::new(jwt_secret.clone()),
             jwt_exp: v.parse(&["GOTRUE_JWT_EXP"], 3600i64)?,
             jwt_aud: v
                 .str(&["GOTRUE_JWT_AUD"])
@@ -361,6 +367,10 @@ mod tests {
         let c = load(&[]).unwrap();
         assert!(c.uses_dev_secret());
         assert_eq!(c.port, 9999);
+        assert_eq!(
+            c.host, "127.0.0.1",
+            "the public dev secret is never exposed to the network"
+        );
         assert!(!c.wechat.enabled);
     }
 
@@ -368,12 +378,21 @@ mod tests {
     fn production_requires_secret_and_database() {
         let err = load(&[("WEAUTH_ENV", "production")]).unwrap_err();
         assert!(err.0.contains("GOTRUE_JWT_SECRET"), "{err}");
-        let err = load(&[
+        let secret = "x".repeat(40);
+        let mut vars = vec![
             ("WEAUTH_ENV", "production"),
-            ("GOTRUE_JWT_SECRET", "x".repeat(40).as_str()),
-        ])
-        .unwrap_err();
+            ("GOTRUE_JWT_SECRET", secret.as_str()),
+        ];
+        let err = load(&vars).unwrap_err();
+        assert!(err.0.contains("API_EXTERNAL_URL"), "{err}");
+        vars.push(("API_EXTERNAL_URL", "https://auth.example.com"));
+        let err = load(&vars).unwrap_err();
         assert!(err.0.contains("DATABASE_URL"), "{err}");
+        vars.push(("DATABASE_URL", "postgres://db/auth"));
+        vars.push(("GOTRUE_SITE_URL", "https://app.example.com"));
+        let c = load(&vars).unwrap();
+        assert!(c.production && !c.uses_dev_secret());
+        assert_eq!(c.host, "0.0.0.0");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub enum ErrorCode {
     NoAuthorization,
     UserNotFound,
     SessionNotFound,
+    SessionExpired,
     RefreshTokenNotFound,
     RefreshTokenAlreadyUsed,
     SignupDisabled,
@@ -83,6 +84,7 @@ impl ErrorCode {
             NoAuthorization => "no_authorization",
             UserNotFound => "user_not_found",
             SessionNotFound => "session_not_found",
+            SessionExpired => "session_expired",
             RefreshTokenNotFound => "refresh_token_not_found",
             RefreshTokenAlreadyUsed => "refresh_token_already_used",
             SignupDisabled => "signup_disabled",
@@ -190,6 +192,23 @@ impl ApiError {
         e.source = Some(source.into());
         e
     }
+    /// Wraps an error actix-web produced itself, keeping its status.
+    fn from_framework(status: StatusCode, detail: String) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                status,
+                ErrorCode::RequestEntityTooLarge,
+                "Request body too large",
+            ),
+            StatusCode::NOT_FOUND => Self::new(status, ErrorCode::NotFound, "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                Self::new(status, ErrorCode::MethodNotAllowed, "Method not allowed")
+            }
+            s if s.is_client_error() => Self::new(s, ErrorCode::ValidationFailed, detail),
+            _ => Self::internal(detail),
+        }
+    }
+
     /// Attaches a cause for the log without changing what the client sees.
     pub fn with_source(
         mut self,
@@ -298,31 +317,31 @@ pub async fn api_version_middleware(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let api_2024 = wants_2024_format(&req);
     let res = next.call(req).await?;
-    let rendered = res
-        .response()
-        .error()
-        .and_then(|e| e.as_error::<ApiError>())
-        .and_then(|e| {
-            if api_2024 || e.status.is_server_error() {
-                let error_id = res
-                    .request()
-                    .extensions()
-                    .get::<tracing_actix_web::RequestId>()
-                    .map(|id| id.to_string());
-                Some(e.render(api_2024, error_id.as_deref()))
-            } else {
-                None
+    let error_id = || {
+        res.request()
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(|id| id.to_string())
+    };
+    let rendered = match res.response().error() {
+        None => None,
+        Some(e) => match e.as_error::<ApiError>() {
+            Some(api) if api_2024 || api.status.is_server_error() => {
+                Some(api.render(api_2024, error_id().as_deref()))
             }
-        });
+            Some(_) => None,
+            // actix's own errors (payload limits, ...) get the same envelope as ours.
+            None => {
+                let api =
+                    ApiError::from_framework(e.as_response_error().status_code(), e.to_string());
+                Some(api.render(api_2024, error_id().as_deref()))
+            }
+        },
+    };
     Ok(match rendered {
         Some(new) => res.into_response(new).map_into_right_body(),
         None => res.map_into_left_body(),
     })
-}
-
-/// Header names used by more than one module.
-pub fn header(name: &'static str) -> HeaderName {
-    HeaderName::from_static(name)
 }
 
 /// `Cache-Control: no-store`, for every response that carries tokens or user data.

@@ -58,6 +58,8 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    // Load .env before anything reads the environment (logging included); Config reads it too.
+    let _ = dotenvy::dotenv();
     init_logging();
     let cli = Cli::parse();
     let config = match Config::from_env() {
@@ -82,10 +84,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Applies migrations, waiting up to about a minute for the database to come up (containers
+/// often start before PostgreSQL accepts connections).
 fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let applied = db::run_migrations(&config.database_url)?;
-    tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
-    Ok(())
+    let mut delay = std::time::Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        match db::run_migrations(&config.database_url) {
+            Ok(applied) => {
+                tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
+                return Ok(());
+            }
+            Err(e) if attempt < 8 => {
+                tracing::warn!(attempt, error = %e, "database not ready, retrying in {delay:?}");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_secs(15));
+                attempt += 1;
+            }
+            Err(e) => return Err(format!("cannot apply migrations: {e}").into()),
+        }
+    }
 }
 
 fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

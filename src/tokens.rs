@@ -123,7 +123,7 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
     let not_after = session::lock(conn, session_id)?.ok_or_else(not_found)?;
     if not_after.is_some_and(|t| t <= now) {
         return Err(ApiError::bad_request(
-            ErrorCode::SessionNotFound,
+            ErrorCode::SessionExpired,
             "Invalid Refresh Token: Session Expired",
         ));
     }

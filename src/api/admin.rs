@@ -21,11 +21,21 @@ use crate::error::{no_store, ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::tokens::{self, db_now};
 
+/// supabase-js sends `?page=&per_page=` when no page is given: empty means the default.
 #[derive(Deserialize)]
 pub struct ListQuery {
-    pub page: Option<i64>,
-    pub per_page: Option<i64>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
     pub filter: Option<String>,
+}
+
+fn number(raw: Option<&str>, default: i64, name: &str) -> ApiResult<i64> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => s
+            .parse()
+            .map_err(|_| ApiError::validation(format!("{name} must be a number"))),
+    }
 }
 
 pub async fn admin_users(
@@ -34,8 +44,8 @@ pub async fn admin_users(
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let page = query.page.unwrap_or(1).max(1);
-    let per_page = query.per_page.unwrap_or(50);
+    let page = number(query.page.as_deref(), 1, "page")?.max(1);
+    let per_page = number(query.per_page.as_deref(), 50, "per_page")?;
     if !(1..=1000).contains(&per_page) {
         return Err(ApiError::validation("per_page must be between 1 and 1000"));
     }

@@ -96,6 +96,7 @@ pub fn endpoints() -> Vec<Endpoint> {
 /// [`PREFIX`], and JSON 404/405 answers.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config())
+        .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(web::scope(PREFIX).configure(routes))

@@ -133,6 +133,12 @@ async fn do_login(
     let config = state.config.clone();
     let grant = db::transaction(&state.pool, move |conn| {
         let (user, created) = find_or_create_user(conn, &config, &app, &session)?;
+        if user.is_banned(chrono::Utc::now()) {
+            return Err(ApiError::bad_request(
+                ErrorCode::UserBanned,
+                "User is banned",
+            ));
+        }
         let user = match profile {
             Some(profile) => fill_profile(conn, user, profile)?,
             None => user,

