@@ -40,13 +40,17 @@ enum Command {
 
 fn init_logging() {
     // GoTrue's variable first, then the usual RUST_LOG; JSON when WEAUTH_LOG_FORMAT=json.
-    let filter = std::env::var("GOTRUE_LOG_LEVEL")
+    // The HTTP client crates stay at warn whatever is asked: WeChat's API puts the app secret
+    // and one-time codes in URLs, which their debug logs would print.
+    let level = std::env::var("GOTRUE_LOG_LEVEL")
         .ok()
         .filter(|v| !v.is_empty())
-        .map(|level| EnvFilter::new(format!("{level},h2=warn,hyper=warn,reqwest=warn")))
-        .unwrap_or_else(|| {
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
-        });
+        .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "info".to_string());
+    let filter = EnvFilter::try_new(format!(
+        "{level},h2=warn,hyper=warn,hyper_util=warn,reqwest=warn,rustls=warn"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

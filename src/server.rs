@@ -2,10 +2,14 @@
 
 use std::net::TcpListener;
 
+use actix_web::body::MessageBody;
 use actix_web::dev::Server;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Compress};
+use actix_web::HttpMessage;
 use actix_web::{web, App, HttpServer};
-use tracing_actix_web::TracingLogger;
+use tracing::Span;
+use tracing_actix_web::{RequestId, RootSpanBuilder, TracingLogger};
 
 use crate::api;
 use crate::error::api_version_middleware;
@@ -24,7 +28,7 @@ pub fn start(
             .app_data(state.clone())
             .wrap(from_fn(api_version_middleware))
             .wrap(Compress::default())
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<PathOnlySpan>::new())
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     })
@@ -34,4 +38,33 @@ pub fn start(
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// One span and one log line per request, with the request id. Only the path is recorded:
+/// query strings carry one-time WeChat codes, and headers carry tokens.
+pub struct PathOnlySpan;
+
+impl RootSpanBuilder for PathOnlySpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        tracing::info_span!("request", method = %request.method(), path = %request.path(), request_id = %request_id)
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let _entered = span.enter();
+        match outcome {
+            Ok(res) => tracing::info!(status = res.status().as_u16(), "request finished"),
+            Err(e) => tracing::info!(
+                status = e.as_response_error().status_code().as_u16(),
+                "request failed"
+            ),
+        }
+    }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod cli;
 mod errors;
 mod gotrue_database;
 mod health_settings;

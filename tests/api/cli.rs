@@ -1,0 +1,310 @@
+//! The `weauth` binary itself: `migrate`, `serve` (with graceful SIGTERM), `wechat-emulator`,
+//! and start-up configuration errors.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{expect_json, TestDb, JWT_SECRET};
+
+fn weauth(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weauth"));
+    // A clean environment in an empty directory: no developer .env, no stray GOTRUE_* values.
+    cmd.args(args)
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .envs(env.iter().copied());
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_until_up(url: &str, child: &mut Child) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(res) = reqwest::get(url).await {
+            if res.status().is_success() || res.status().is_client_error() {
+                return;
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "process exited early");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn migrate_applies_the_schema_and_bad_config_fails_clearly() {
+    let db = TestDb::empty();
+    let out = weauth(&["migrate"], &[("DATABASE_URL", &db.url)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db.count("auth.users"), 0);
+    assert_eq!(db.count("weauth.wechat_access_tokens"), 0);
+
+    let out = weauth(&["serve"], &[("WEAUTH_ENV", "production")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GOTRUE_JWT_SECRET"), "{stderr}");
+
+    let out = weauth(&["serve"], &[("GOTRUE_EXTERNAL_WECHAT_APP_ID", "wx1")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GOTRUE_EXTERNAL_WECHAT_SECRET"));
+}
+
+#[tokio::test]
+async fn serve_answers_and_drains_on_sigterm() {
+    let db = TestDb::empty();
+    let port = free_port().to_string();
+    let mut child = weauth(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ("GOTRUE_API_PORT", &port),
+            ("GOTRUE_API_HOST", "127.0.0.1"),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/health"), &mut child).await;
+    let res = reqwest::Client::new()
+        .post(format!("{base}/auth/v1/signup"))
+        .json(&json!({"email": "bin@example.com", "password": "secret123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_json(res, 200).await["user"]["email"],
+        "bin@example.com"
+    );
+    sigterm(&child);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn wechat_emulator_subcommand_serves_the_dev_app() {
+    let port = free_port().to_string();
+    let mut child = weauth(&["wechat-emulator", "--port", &port], &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/emulator/stats"), &mut child).await;
+    let client = reqwest::Client::new();
+    let code = expect_json(
+        client
+            .post(format!("{base}/emulator/login-code"))
+            .json(&json!({"appid": "wx0000000000000dev", "user": "alice"}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let session = expect_json(
+        client
+            .get(format!("{base}/sns/jscode2session"))
+            .query(&[
+                ("appid", "wx0000000000000dev"),
+                ("secret", "weauth-dev-secret"),
+                ("js_code", code["code"].as_str().unwrap()),
+                ("grant_type", "authorization_code"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(session["openid"].as_str().unwrap().len(), 28);
+    sigterm(&child);
+    child.wait().unwrap();
+}
+
+/// A full password + refresh + WeChat scenario with debug logging: no secret reaches the log.
+#[tokio::test]
+async fn debug_logs_contain_no_secrets() {
+    use crate::support::{Emulator, APP_ID, APP_SECRET};
+    let db = TestDb::migrated();
+    let emulator = Emulator::start();
+    let port = free_port().to_string();
+    let log_path = std::env::temp_dir().join(format!("weauth-log-{}.txt", uuid::Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = weauth(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ("GOTRUE_API_PORT", &port),
+            ("GOTRUE_LOG_LEVEL", "debug"),
+            ("GOTRUE_EXTERNAL_WECHAT_APP_ID", APP_ID),
+            ("GOTRUE_EXTERNAL_WECHAT_SECRET", APP_SECRET),
+            ("GOTRUE_EXTERNAL_WECHAT_API_URL", &emulator.url),
+            ("WEAUTH_ARGON2_MEMORY_KIB", "1024"),
+        ],
+    )
+    .stdout(Stdio::from(log.try_clone().unwrap()))
+    .stderr(Stdio::from(log))
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/health"), &mut child).await;
+    let client = reqwest::Client::new();
+    let mut secrets: Vec<String> = vec![
+        APP_SECRET.into(),
+        JWT_SECRET.into(),
+        "first-Passw0rd".into(),
+        "second-Passw0rd".into(),
+    ];
+
+    let post = |path: &str, body: serde_json::Value| {
+        client.post(format!("{base}{path}")).json(&body).send()
+    };
+    let signup = expect_json(
+        post(
+            "/auth/v1/signup",
+            json!({"email": "log@example.com", "password": "first-Passw0rd"}),
+        )
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    let login = expect_json(
+        post(
+            "/auth/v1/token?grant_type=password",
+            json!({"email": "log@example.com", "password": "first-Passw0rd"}),
+        )
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    let refreshed = expect_json(
+        post(
+            "/auth/v1/token?grant_type=refresh_token",
+            json!({"refresh_token": login["refresh_token"]}),
+        )
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    // A failed login and a replayed token log their rejection, still without secrets.
+    post(
+        "/auth/v1/token?grant_type=password",
+        json!({"email": "log@example.com", "password": "wrong-Passw0rd"}),
+    )
+    .await
+    .unwrap();
+    secrets.push("wrong-Passw0rd".into());
+    let code = emulator.login_code(APP_ID, "logger").await;
+    let wechat = expect_json(
+        client
+            .get(format!("{base}/auth/v1/wechat_mini/login?code={code}"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let phone_code = emulator.phone_code(APP_ID, "+8613800001234").await;
+    let res = client
+        .get(format!(
+            "{base}/auth/v1/wechat_mini/bind_phone?code={phone_code}"
+        ))
+        .bearer_auth(wechat["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    expect_json(res, 200).await;
+    let res = client
+        .put(format!("{base}/auth/v1/user"))
+        .bearer_auth(refreshed["access_token"].as_str().unwrap())
+        .json(&json!({"password": "second-Passw0rd"}))
+        .send()
+        .await
+        .unwrap();
+    expect_json(res, 200).await;
+    for body in [&signup, &login, &refreshed, &wechat] {
+        secrets.push(body["access_token"].as_str().unwrap().to_string());
+        secrets.push(body["refresh_token"].as_str().unwrap().to_string());
+    }
+    secrets.push(code);
+    secrets.push(phone_code);
+    #[derive(diesel::QueryableByName)]
+    struct Secret {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    use diesel::RunQueryDsl;
+    let stored: Vec<Secret> = diesel::sql_query(
+        "SELECT session_key AS value FROM weauth.wechat_session_keys
+         UNION ALL SELECT encrypted_password FROM auth.users WHERE encrypted_password <> ''
+         UNION ALL SELECT access_token FROM weauth.wechat_access_tokens WHERE access_token IS NOT NULL",
+    )
+    .load(&mut db.conn())
+    .unwrap();
+    assert!(
+        stored.len() >= 3,
+        "session key, password hash and WeChat access token expected"
+    );
+    secrets.extend(stored.into_iter().map(|s| s.value));
+
+    sigterm(&child);
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        text.contains("request finished") && text.contains("DEBUG"),
+        "debug logging was on:\n{text}"
+    );
+    for secret in &secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret ({} chars) appears in the log:\n{text}",
+            secret.len()
+        );
+    }
+}
