@@ -106,6 +106,46 @@ pub struct AdminUserParams {
     pub ban_duration: Option<String>,
 }
 
+impl AdminUserParams {
+    /// Normalised e-mail and phone, with the metadata size checked.
+    fn validate(&self) -> ApiResult<(Option<String>, Option<String>)> {
+        for m in self.user_metadata.iter().chain(self.app_metadata.iter()) {
+            validate::metadata_size(m)?;
+        }
+        Ok((
+            validate::optional_email(self.email.as_deref())?,
+            validate::optional_phone(self.phone.as_deref())?,
+        ))
+    }
+}
+
+/// 422 `email_exists` when another user of the audience has the address.
+fn ensure_email_free(
+    conn: &mut PgConnection,
+    aud: &str,
+    email: &str,
+    except: Option<Uuid>,
+) -> ApiResult<()> {
+    if user::email_taken(conn, aud, email, except)? {
+        return Err(ApiError::unprocessable(
+            ErrorCode::EmailExists,
+            "A user with this email address has already been registered",
+        ));
+    }
+    Ok(())
+}
+
+/// 422 `phone_exists` when another user has the phone.
+fn ensure_phone_free(conn: &mut PgConnection, phone: &str, except: Option<Uuid>) -> ApiResult<()> {
+    if user::phone_taken(conn, phone, except)? {
+        return Err(ApiError::unprocessable(
+            ErrorCode::PhoneExists,
+            "Phone number already registered by another user",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn admin_user_create(
     state: web::Data<AppState>,
     _admin: AdminAuth,
@@ -113,18 +153,7 @@ pub async fn admin_user_create(
 ) -> ApiResult<HttpResponse> {
     let config = state.config.clone();
     let p = params.into_inner();
-    let email = p
-        .email
-        .as_deref()
-        .filter(|e| !e.is_empty())
-        .map(validate::email)
-        .transpose()?;
-    let phone = p
-        .phone
-        .as_deref()
-        .filter(|e| !e.is_empty())
-        .map(validate::phone)
-        .transpose()?;
+    let (email, phone) = p.validate()?;
     if email.is_none() && phone.is_none() {
         return Err(ApiError::validation(
             "Cannot create a user without either an email or phone",
@@ -135,9 +164,6 @@ pub async fn admin_user_create(
             .map_err(|_| ApiError::validation("ID must conform to the uuid v4 format"))?,
         None => Uuid::new_v4(),
     };
-    for m in p.user_metadata.iter().chain(p.app_metadata.iter()) {
-        validate::metadata_size(m)?;
-    }
     let banned_until = p
         .ban_duration
         .as_deref()
@@ -150,17 +176,10 @@ pub async fn admin_user_create(
         let now = db_now();
         let aud = p.aud.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| config.jwt_aud.clone());
         if let Some(email) = &email {
-            if user::email_taken(conn, &aud, email, None)? {
-                return Err(ApiError::unprocessable(
-                    ErrorCode::EmailExists,
-                    "A user with this email address has already been registered",
-                ));
-            }
+            ensure_email_free(conn, &aud, email, None)?;
         }
         if let Some(phone) = &phone {
-            if user::phone_taken(conn, phone, None)? {
-                return Err(ApiError::unprocessable(ErrorCode::PhoneExists, "Phone number already registered by another user"));
-            }
+            ensure_phone_free(conn, phone, None)?;
         }
         let role = p.role.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| config.jwt_default_group_name.clone());
         let mut new = NewUser::new(id, &aud, &role, now);
@@ -305,21 +324,7 @@ pub async fn admin_user_update(
     let id = parse_user_id(&path)?;
     let config = state.config.clone();
     let p = params.into_inner();
-    let email = p
-        .email
-        .as_deref()
-        .filter(|e| !e.is_empty())
-        .map(validate::email)
-        .transpose()?;
-    let phone = p
-        .phone
-        .as_deref()
-        .filter(|e| !e.is_empty())
-        .map(validate::phone)
-        .transpose()?;
-    for m in p.user_metadata.iter().chain(p.app_metadata.iter()) {
-        validate::metadata_size(m)?;
-    }
+    let (email, phone) = p.validate()?;
     let ban = p.ban_duration.as_deref().map(parse_ban).transpose()?;
     if let Some(pw) = p.password.as_deref() {
         password::check_strength(pw, config.password_min_length)?;
@@ -358,12 +363,7 @@ pub async fn admin_user_update(
                 .aud
                 .clone()
                 .unwrap_or_else(|| config.jwt_aud.clone());
-            if user::email_taken(conn, &aud, &email, Some(id))? {
-                return Err(ApiError::unprocessable(
-                    ErrorCode::EmailExists,
-                    "A user with this email address has already been registered",
-                ));
-            }
+            ensure_email_free(conn, &aud, &email, Some(id))?;
             diesel::update(target)
                 .set(users::email.eq(&email))
                 .execute(conn)?;
@@ -372,12 +372,7 @@ pub async fn admin_user_update(
             add_provider(conn, id, "email")?;
         }
         if let Some(phone) = phone {
-            if user::phone_taken(conn, &phone, Some(id))? {
-                return Err(ApiError::unprocessable(
-                    ErrorCode::PhoneExists,
-                    "Phone number already registered by another user",
-                ));
-            }
+            ensure_phone_free(conn, &phone, Some(id))?;
             diesel::update(target)
                 .set(users::phone.eq(&phone))
                 .execute(conn)?;

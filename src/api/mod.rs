@@ -67,13 +67,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             admin::admin_user_delete,
         ),
         endpoint(M::GET, "/wechat_mini/login", wechat_mini::login),
-        endpoint(M::POST, "/wechat_mini/login", wechat_mini::login_post),
+        endpoint(M::POST, "/wechat_mini/login", wechat_mini::login),
         endpoint(M::GET, "/wechat_mini/bind_phone", wechat_mini::bind_phone),
-        endpoint(
-            M::POST,
-            "/wechat_mini/bind_phone",
-            wechat_mini::bind_phone_post,
-        ),
+        endpoint(M::POST, "/wechat_mini/bind_phone", wechat_mini::bind_phone),
         endpoint(
             M::GET,
             "/wechat_mini/bind_account",
@@ -82,7 +78,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(
             M::POST,
             "/wechat_mini/bind_account",
-            wechat_mini::bind_account_post,
+            wechat_mini::bind_account,
         ),
         endpoint(
             M::POST,

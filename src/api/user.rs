@@ -51,16 +51,8 @@ pub async fn user_update(
             "Updating app_metadata requires admin privileges",
         ));
     }
-    let email = params
-        .email
-        .filter(|e| !e.is_empty())
-        .map(|e| validate::email(&e))
-        .transpose()?;
-    let phone = params
-        .phone
-        .filter(|p| !p.is_empty())
-        .map(|p| validate::phone(&p))
-        .transpose()?;
+    let email = validate::optional_email(params.email.as_deref())?;
+    let phone = validate::optional_phone(params.phone.as_deref())?;
     if email.is_some() && !config.external_email_enabled {
         return Err(ApiError::bad_request(
             ErrorCode::EmailProviderDisabled,

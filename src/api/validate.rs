@@ -27,6 +27,16 @@ pub fn email(raw: &str) -> ApiResult<String> {
     }
 }
 
+/// [`email`] for an optional field; an empty string counts as absent.
+pub fn optional_email(raw: Option<&str>) -> ApiResult<Option<String>> {
+    raw.filter(|e| !e.is_empty()).map(email).transpose()
+}
+
+/// [`phone`] for an optional field; an empty string counts as absent.
+pub fn optional_phone(raw: Option<&str>) -> ApiResult<Option<String>> {
+    raw.filter(|p| !p.is_empty()).map(phone).transpose()
+}
+
 /// GoTrue's phone format: `+` and spaces stripped, then E.164 digits `^[1-9][0-9]{1,14}$`.
 pub fn phone(raw: &str) -> ApiResult<String> {
     let phone: String = raw.chars().filter(|c| *c != '+' && *c != ' ').collect();

@@ -1,11 +1,13 @@
 //! `/wechat_mini/*`: the routes MemFire's `supabase-wechat-stable-v2` SDK calls
 //! (`signInWithWechat`, `wechatBindPhone`, `wechatBindAccount`, `getUnlimitedQRCode`).
 
+use actix_web::dev::Payload;
 use actix_web::http::header::REFERER;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use base64::Engine;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
+use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -66,6 +68,29 @@ fn referer(req: &HttpRequest) -> Option<&str> {
     req.headers().get(REFERER).and_then(|v| v.to_str().ok())
 }
 
+/// The parameters of a WeChat route: the query string and, on POST, a JSON body (the SDK sends
+/// GET; both are accepted so plain `wx.request` POSTs work too).
+pub struct WechatInput(WechatParams);
+
+impl FromRequest for WechatInput {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let query = web::Query::<WechatParams>::from_query(req.query_string())
+            .map(web::Query::into_inner)
+            .map_err(|e| ApiError::validation(format!("Invalid query parameters: {e}")));
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            Ok(WechatInput(WechatParams::merge(
+                query?,
+                optional_body(&body)?,
+            )))
+        })
+    }
+}
+
 /// Reads an optional JSON body (GET requests and empty POSTs have none).
 fn optional_body(body: &web::Bytes) -> ApiResult<Option<WechatParams>> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -85,31 +110,11 @@ pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
     client: ClientInfo,
-    query: web::Query<WechatParams>,
-) -> ApiResult<HttpResponse> {
-    do_login(state, &req, client, query.into_inner()).await
-}
-
-pub async fn login_post(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    client: ClientInfo,
-    query: web::Query<WechatParams>,
-    body: web::Bytes,
-) -> ApiResult<HttpResponse> {
-    let params = WechatParams::merge(query.into_inner(), optional_body(&body)?);
-    do_login(state, &req, client, params).await
-}
-
-async fn do_login(
-    state: web::Data<AppState>,
-    req: &HttpRequest,
-    client: ClientInfo,
-    params: WechatParams,
+    WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
     let app = state
         .wechat
-        .resolve_app(params.appid.as_deref(), referer(req))?
+        .resolve_app(params.appid.as_deref(), referer(&req))?
         .clone();
     let code = params.code()?.to_string();
     let session = state.wechat.code2session(&app, &code).await?;
@@ -340,31 +345,11 @@ pub async fn bind_phone(
     state: web::Data<AppState>,
     req: HttpRequest,
     auth: AuthUser,
-    query: web::Query<WechatParams>,
-) -> ApiResult<HttpResponse> {
-    do_bind_phone(state, &req, auth, query.into_inner()).await
-}
-
-pub async fn bind_phone_post(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    auth: AuthUser,
-    query: web::Query<WechatParams>,
-    body: web::Bytes,
-) -> ApiResult<HttpResponse> {
-    let params = WechatParams::merge(query.into_inner(), optional_body(&body)?);
-    do_bind_phone(state, &req, auth, params).await
-}
-
-async fn do_bind_phone(
-    state: web::Data<AppState>,
-    req: &HttpRequest,
-    auth: AuthUser,
-    params: WechatParams,
+    WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
     let app = state
         .wechat
-        .resolve_app(params.appid.as_deref(), referer(req))?
+        .resolve_app(params.appid.as_deref(), referer(&req))?
         .clone();
     let user_id = auth.user.id;
     let (country_code, pure) = match (&params.code, &params.encrypted_data, &params.iv) {
@@ -446,31 +431,11 @@ pub async fn bind_account(
     state: web::Data<AppState>,
     req: HttpRequest,
     auth: AuthUser,
-    query: web::Query<WechatParams>,
-) -> ApiResult<HttpResponse> {
-    do_bind_account(state, &req, auth, query.into_inner()).await
-}
-
-pub async fn bind_account_post(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    auth: AuthUser,
-    query: web::Query<WechatParams>,
-    body: web::Bytes,
-) -> ApiResult<HttpResponse> {
-    let params = WechatParams::merge(query.into_inner(), optional_body(&body)?);
-    do_bind_account(state, &req, auth, params).await
-}
-
-async fn do_bind_account(
-    state: web::Data<AppState>,
-    req: &HttpRequest,
-    auth: AuthUser,
-    params: WechatParams,
+    WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
     let app = state
         .wechat
-        .resolve_app(params.appid.as_deref(), referer(req))?
+        .resolve_app(params.appid.as_deref(), referer(&req))?
         .clone();
     let session = state.wechat.code2session(&app, params.code()?).await?;
     let user_id = auth.user.id;
