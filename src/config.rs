@@ -67,6 +67,20 @@ pub struct PasswordHashConfig {
     pub parallelism: u32,
 }
 
+/// Per-client request limits: requests per 5 minutes per client, 0 for unlimited.
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    /// Header holding the client address (`GOTRUE_RATE_LIMIT_HEADER`, e.g. `X-Forwarded-For`
+    /// behind a proxy); the peer address when unset.
+    pub header: Option<String>,
+    pub token_refresh: u32,
+    pub password: u32,
+    pub otp: u32,
+    pub wechat_login: u32,
+    pub wechat_phone: u32,
+    pub wechat_qrcode: u32,
+}
+
 /// Everything the server needs, read once at start-up.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -96,6 +110,7 @@ pub struct Config {
     pub refresh_token_reuse_interval: i64,
     pub audit_log_disable_postgres: bool,
     pub password_hash: PasswordHashConfig,
+    pub rate_limits: RateLimitConfig,
     pub wechat: WechatConfig,
 }
 
@@ -241,6 +256,15 @@ impl Config {
                 memory_kib: v.parse(&["WEAUTH_ARGON2_MEMORY_KIB"], 19456u32)?,
                 iterations: v.parse(&["WEAUTH_ARGON2_ITERATIONS"], 2u32)?,
                 parallelism: v.parse(&["WEAUTH_ARGON2_PARALLELISM"], 1u32)?,
+            },
+            rate_limits: RateLimitConfig {
+                header: v.str(&["GOTRUE_RATE_LIMIT_HEADER"]),
+                token_refresh: v.parse(&["GOTRUE_RATE_LIMIT_TOKEN_REFRESH"], 150u32)?,
+                password: v.parse(&["WEAUTH_RATE_LIMIT_PASSWORD"], 30u32)?,
+                otp: v.parse(&["GOTRUE_RATE_LIMIT_OTP"], 30u32)?,
+                wechat_login: v.parse(&["WEAUTH_RATE_LIMIT_WECHAT_LOGIN"], 150u32)?,
+                wechat_phone: v.parse(&["WEAUTH_RATE_LIMIT_WECHAT_PHONE"], 30u32)?,
+                wechat_qrcode: v.parse(&["WEAUTH_RATE_LIMIT_WECHAT_QRCODE"], 30u32)?,
             },
             wechat: wechat_config(&v, production)?,
         };

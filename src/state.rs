@@ -6,6 +6,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password;
 use crate::config::Config;
 use crate::db::{self, PgPool};
+use crate::rate_limit::{Limit, RateLimits};
 use crate::wechat::WechatService;
 
 pub struct AppState {
@@ -15,9 +16,19 @@ pub struct AppState {
     /// Verified against when a sign-in names an unknown user (equal timing).
     pub dummy_hash: String,
     pub wechat: WechatService,
+    pub limits: RateLimits,
 }
 
 impl AppState {
+    /// Spends one request of `limit` for the caller (429 when the limit is reached).
+    pub fn limit(
+        &self,
+        limit: Limit,
+        client: &crate::auth::extract::ClientInfo,
+    ) -> crate::error::ApiResult<()> {
+        self.limits.check(limit, &client.rate_key)
+    }
+
     /// Builds the state for `config`; connects lazily, so this works while the database is down.
     pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
         let config = Arc::new(config);
@@ -32,6 +43,7 @@ impl AppState {
             jwt: JwtKeys::new(config.jwt_secret.expose()),
             wechat: WechatService::new(config.clone(), pool.clone())?,
             dummy_hash,
+            limits: RateLimits::new(&config.rate_limits),
             pool,
             config,
         })

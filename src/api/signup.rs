@@ -15,6 +15,7 @@ use crate::db::models::user::{self, NewUser, User};
 use crate::db::schema::users;
 use crate::db::{self, is_unique_violation};
 use crate::error::{no_store, ApiError, ApiResult, ErrorCode};
+use crate::rate_limit::Limit;
 use crate::state::AppState;
 use crate::tokens::{self, db_now, AMR_PASSWORD};
 
@@ -55,6 +56,7 @@ pub async fn signup(
     client: ClientInfo,
     params: web::Json<SignupParams>,
 ) -> ApiResult<HttpResponse> {
+    state.limit(Limit::Otp, &client)?;
     let config = state.config.clone();
     if config.disable_signup {
         return Err(ApiError::unprocessable(

@@ -12,6 +12,7 @@ use crate::db;
 use crate::db::models::user;
 use crate::db::schema::users;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::rate_limit::Limit;
 use crate::state::AppState;
 use crate::tokens::{self, RefreshOutcome, AMR_PASSWORD};
 
@@ -35,6 +36,7 @@ pub async fn token(
     query: web::Query<TokenQuery>,
     params: web::Json<TokenParams>,
 ) -> ApiResult<HttpResponse> {
+    state.limit(Limit::Token, &client)?;
     match query.grant_type.as_deref() {
         Some("password") => password_grant(state, client, params.into_inner()).await,
         Some("refresh_token") => refresh_token_grant(state, params.into_inner()).await,
@@ -50,6 +52,7 @@ async fn password_grant(
     client: ClientInfo,
     params: TokenParams,
 ) -> ApiResult<HttpResponse> {
+    state.limit(Limit::Password, &client)?;
     let config = state.config.clone();
     let email = params.email.filter(|e| !e.is_empty());
     let phone = params.phone.filter(|p| !p.is_empty());

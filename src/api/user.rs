@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::validate;
-use crate::auth::extract::AuthUser;
+use crate::auth::extract::{AuthUser, ClientInfo};
 use crate::auth::password;
 use crate::db;
 use crate::db::models::identity;
@@ -14,6 +14,7 @@ use crate::db::models::session;
 use crate::db::models::user::{self, User};
 use crate::db::schema::users;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::rate_limit::Limit;
 use crate::state::AppState;
 use crate::tokens::{self, db_now};
 
@@ -38,8 +39,10 @@ pub struct UserUpdateParams {
 pub async fn user_update(
     state: web::Data<AppState>,
     auth: AuthUser,
+    client: ClientInfo,
     params: web::Json<UserUpdateParams>,
 ) -> ApiResult<HttpResponse> {
+    state.limit(Limit::Otp, &client)?;
     let config = state.config.clone();
     let params = params.into_inner();
     let current = auth.user;

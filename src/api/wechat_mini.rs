@@ -21,6 +21,7 @@ use crate::db::models::user::{self, NewUser, User};
 use crate::db::models::wechat as store;
 use crate::db::schema::{identities, users};
 use crate::error::{no_store, ApiError, ApiResult, ErrorCode};
+use crate::rate_limit::Limit;
 use crate::state::AppState;
 use crate::tokens::{self, db_now, AMR_OAUTH};
 use crate::wechat::client::{CodeSession, QrCodeRequest};
@@ -112,6 +113,7 @@ pub async fn login(
     client: ClientInfo,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
+    state.limit(Limit::WechatLogin, &client)?;
     let app = state
         .wechat
         .resolve_app(params.appid.as_deref(), referer(&req))?
@@ -345,8 +347,10 @@ pub async fn bind_phone(
     state: web::Data<AppState>,
     req: HttpRequest,
     auth: AuthUser,
+    client: ClientInfo,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
+    state.limit(Limit::WechatPhone, &client)?;
     let app = state
         .wechat
         .resolve_app(params.appid.as_deref(), referer(&req))?
@@ -431,8 +435,10 @@ pub async fn bind_account(
     state: web::Data<AppState>,
     req: HttpRequest,
     auth: AuthUser,
+    client: ClientInfo,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
+    state.limit(Limit::WechatLogin, &client)?;
     let app = state
         .wechat
         .resolve_app(params.appid.as_deref(), referer(&req))?
@@ -568,8 +574,10 @@ pub async fn unlimited_qrcode(
     state: web::Data<AppState>,
     req: HttpRequest,
     _caller: SignedToken,
+    client: ClientInfo,
     params: web::Json<QrCodeParams>,
 ) -> ApiResult<HttpResponse> {
+    state.limit(Limit::WechatQrcode, &client)?;
     let params = params.into_inner();
     let app = state
         .wechat

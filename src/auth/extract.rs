@@ -39,6 +39,9 @@ pub struct SignedToken {
 pub struct ClientInfo {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// Who rate limits count against: the first value of `GOTRUE_RATE_LIMIT_HEADER`, else the
+    /// peer address.
+    pub rate_key: String,
 }
 
 fn state(req: &HttpRequest) -> ApiResult<web::Data<AppState>> {
@@ -198,6 +201,22 @@ impl FromRequest for ClientInfo {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(512).collect());
         let ip = req.peer_addr().map(|addr| addr.ip().to_string());
-        ready(Ok(ClientInfo { user_agent, ip }))
+        let from_header = state(req).ok().and_then(|s| {
+            let name = s.config.rate_limits.header.as_deref()?;
+            let value = req.headers().get(name)?.to_str().ok()?;
+            value
+                .split(',')
+                .next()
+                .map(|v| v.trim().chars().take(64).collect::<String>())
+                .filter(|v| !v.is_empty())
+        });
+        let rate_key = from_header
+            .or_else(|| ip.clone())
+            .unwrap_or_else(|| "unknown".into());
+        ready(Ok(ClientInfo {
+            user_agent,
+            ip,
+            rate_key,
+        }))
     }
 }

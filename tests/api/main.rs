@@ -9,6 +9,7 @@ mod errors;
 mod gotrue_database;
 mod health_settings;
 mod logout;
+mod rate_limits;
 mod signup;
 mod spec;
 mod supabase_js;

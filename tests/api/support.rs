@@ -371,6 +371,17 @@ impl Builder {
             ("WEAUTH_ARGON2_ITERATIONS".to_string(), "1".to_string()),
             ("GOTRUE_DB_MAX_POOL_SIZE".to_string(), "8".to_string()),
         ]);
+        // Tests send many requests from one address; rate-limit tests lower these again.
+        for limit in [
+            "GOTRUE_RATE_LIMIT_TOKEN_REFRESH",
+            "GOTRUE_RATE_LIMIT_OTP",
+            "WEAUTH_RATE_LIMIT_PASSWORD",
+            "WEAUTH_RATE_LIMIT_WECHAT_LOGIN",
+            "WEAUTH_RATE_LIMIT_WECHAT_PHONE",
+            "WEAUTH_RATE_LIMIT_WECHAT_QRCODE",
+        ] {
+            env.insert(limit.to_string(), "0".to_string());
+        }
         let emulator = self.wechat.then(Emulator::start);
         if let Some(emu) = &emulator {
             env.extend(wechat_env());
