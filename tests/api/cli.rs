@@ -308,3 +308,47 @@ async fn debug_logs_contain_no_secrets() {
         );
     }
 }
+
+/// SIGTERM while a slow WeChat login is in flight: the login completes, then the process exits.
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    use crate::support::{Emulator, APP_ID, APP_SECRET};
+    let db = TestDb::migrated();
+    let emulator = Emulator::start();
+    let port = free_port().to_string();
+    let mut child = weauth(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ("GOTRUE_API_PORT", &port),
+            ("GOTRUE_EXTERNAL_WECHAT_APP_ID", APP_ID),
+            ("GOTRUE_EXTERNAL_WECHAT_SECRET", APP_SECRET),
+            ("GOTRUE_EXTERNAL_WECHAT_API_URL", &emulator.url),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/health"), &mut child).await;
+    let code = emulator.login_code(APP_ID, "slow").await;
+    emulator
+        .post(
+            "/emulator/fail-next",
+            json!({"api": "jscode2session", "delay_ms": 1500}),
+        )
+        .await;
+    let login = tokio::spawn(async move {
+        reqwest::get(format!("{base}/auth/v1/wechat_mini/login?code={code}")).await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sigterm(&child);
+    let res = login.await.unwrap().unwrap();
+    assert_eq!(res.status(), 200, "the in-flight login must complete");
+    assert!(res.json::<serde_json::Value>().await.unwrap()["access_token"].is_string());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(db.count("auth.users"), 1);
+}

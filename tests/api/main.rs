@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod cli;
 mod errors;
+mod faults;
 mod gotrue_database;
 mod health_settings;
 mod logout;

@@ -1,0 +1,81 @@
+//! Faults: the database going away mid-traffic, and SIGTERM with requests in flight.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{expect_error, expect_json, DbProxy, TestApp, TestDb, APP_ID};
+
+#[tokio::test]
+async fn database_outage_fails_fast_with_503_writes_nothing_and_recovers() {
+    let db = TestDb::migrated();
+    let proxy = DbProxy::start();
+    let url = proxy.url(&db);
+    let app = TestApp::builder()
+        .wechat()
+        .env("DATABASE_URL", &url)
+        .env("WEAUTH_DB_CONNECT_TIMEOUT_MS", "1000")
+        .database(db)
+        .spawn();
+    let session = app.signup_email("outage@example.com", "secret123").await;
+    let token = session["access_token"].as_str().unwrap().to_string();
+    expect_json(app.get_auth("/user", &token).await, 200).await;
+    let before = app.db.snapshot();
+
+    proxy.cut();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let res = app.get_auth("/user", &token).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        let body = expect_error(res, 503, "unexpected_failure").await;
+        assert!(body["error_id"].is_string(), "{body}");
+    }
+    // A WeChat login during the outage: WeChat is asked, but nothing is half-written.
+    let code = app.emulator().login_code(APP_ID, "outage").await;
+    let res = app
+        .client
+        .get(app.url(&format!("/wechat_mini/login?code={code}")))
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, 503, "unexpected_failure").await;
+    let res = app
+        .post(
+            "/token?grant_type=password",
+            json!({"email": "outage@example.com", "password": "secret123"}),
+        )
+        .await;
+    expect_error(res, 503, "unexpected_failure").await;
+
+    proxy.restore();
+    let started = Instant::now();
+    loop {
+        let res = app.get_auth("/user", &token).await;
+        if res.status() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the pool did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        app.db.snapshot(),
+        before,
+        "no request during the outage left rows behind"
+    );
+    expect_json(
+        app.post(
+            "/token?grant_type=password",
+            json!({"email": "outage@example.com", "password": "secret123"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+}
