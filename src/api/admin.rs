@@ -44,10 +44,14 @@ pub async fn admin_users(
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let page = number(query.page.as_deref(), 1, "page")?.max(1);
+    // Pages past what an OFFSET can address are a client error, not an overflow.
+    let page = number(query.page.as_deref(), 1, "page")?.clamp(1, 1_000_000_000);
     let per_page = number(query.per_page.as_deref(), 50, "per_page")?;
     if !(1..=1000).contains(&per_page) {
         return Err(ApiError::validation("per_page must be between 1 and 1000"));
+    }
+    if let Some(filter) = &query.filter {
+        validate::no_nul("filter", filter)?;
     }
     let aud = state.config.jwt_aud.clone();
     let filter = query.filter.clone();
@@ -109,8 +113,15 @@ pub struct AdminUserParams {
 impl AdminUserParams {
     /// Normalised e-mail and phone, with the metadata size checked.
     fn validate(&self) -> ApiResult<(Option<String>, Option<String>)> {
+        for (name, value) in [
+            ("role", &self.role),
+            ("aud", &self.aud),
+            ("password_hash", &self.password_hash),
+        ] {
+            validate::no_nul(name, value.as_deref().unwrap_or(""))?;
+        }
         for m in self.user_metadata.iter().chain(self.app_metadata.iter()) {
-            validate::metadata_size(m)?;
+            validate::metadata(m)?;
         }
         Ok((
             validate::optional_email(self.email.as_deref())?,

@@ -105,7 +105,7 @@ pub async fn signup(
         (None, None) => unreachable!("checked above"),
     };
     let data = params.data.unwrap_or_default();
-    validate::metadata_size(&data)?;
+    validate::metadata(&data)?;
     let autoconfirm = match contact {
         Contact::Email(_) => config.mailer_autoconfirm,
         Contact::Phone(_) => config.sms_autoconfirm,

@@ -75,7 +75,7 @@ pub async fn user_update(
         .app_metadata
         .map(|d| user::merge_metadata(current.app_metadata(), d));
     for m in user_metadata.iter().chain(app_metadata.iter()) {
-        validate::metadata_size(m)?;
+        validate::metadata(m)?;
     }
 
     let new_hash = match params.password {

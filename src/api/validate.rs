@@ -56,13 +56,38 @@ pub fn phone(raw: &str) -> ApiResult<String> {
 /// is bounded only by its 1 MiB body limit).
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
-pub fn metadata_size(map: &serde_json::Map<String, serde_json::Value>) -> ApiResult<()> {
+/// Checks a metadata object before it is stored as `jsonb`: at most [`MAX_METADATA_BYTES`], and
+/// no NUL character anywhere (PostgreSQL text and jsonb cannot hold `\u0000`).
+pub fn metadata(map: &serde_json::Map<String, serde_json::Value>) -> ApiResult<()> {
     let size = serde_json::to_vec(map)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
         return Err(ApiError::validation(format!(
             "Metadata must be at most {MAX_METADATA_BYTES} bytes"
+        )));
+    }
+    fn has_nul(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(a) => a.iter().any(has_nul),
+            serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        return Err(ApiError::validation(
+            "Metadata must not contain NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Text stored or searched in PostgreSQL must not contain NUL characters.
+pub fn no_nul(name: &str, value: &str) -> ApiResult<()> {
+    if value.contains('\0') {
+        return Err(ApiError::validation(format!(
+            "{name} must not contain NUL characters"
         )));
     }
     Ok(())

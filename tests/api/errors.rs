@@ -92,6 +92,40 @@ async fn malformed_bodies_get_gotrue_errors_and_change_nothing() {
         .await
         .unwrap();
     expect_error(res, 413, "request_entity_too_large").await;
+    // PostgreSQL cannot store NUL characters: refused up front, not a 500.
+    let nul =
+        json!({"email": "nul@example.com", "password": "secret123", "data": {"nick": "a\u{0}b"}});
+    expect_error(app.post("/signup", nul).await, 400, "validation_failed").await;
+    let admin = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .bearer_auth(app.service_role_key())
+            .send()
+    };
+    expect_error(
+        admin("/admin/users?filter=%00").await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    let res = app
+        .client
+        .post(app.url("/admin/users"))
+        .bearer_auth(app.service_role_key())
+        .json(&json!({"email": "r@example.com", "role": "x\u{0}"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, 400, "validation_failed").await;
+    // A page far past the end is an empty page, not an overflow.
+    let far = expect_json(
+        admin("/admin/users?page=9223372036854775806")
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(far["users"], json!([]));
     assert_eq!(app.db.snapshot(), before);
     // The charset suffix supabase-js and wx.request send is fine.
     let ok = raw(
