@@ -292,6 +292,16 @@ impl From<diesel::result::Error> for ApiError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             ) => ApiError::database_unavailable(e),
+            // Two transactions locked the same rows in opposite orders (e.g. a refresh racing a
+            // password change); PostgreSQL aborted one. GoTrue answers lock contention with 409.
+            Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    "Too many concurrent requests on the same session, please retry",
+                )
+                .with_source(e)
+            }
             _ => ApiError::internal(e),
         }
     }

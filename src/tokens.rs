@@ -59,15 +59,7 @@ pub fn issue_session(
     let refresh_token = new_refresh_token();
     let audit = (!config.audit_log_disable_postgres).then(|| AuditEntry {
         action,
-        payload: audit_log::payload(
-            user.id,
-            user.email
-                .as_deref()
-                .or(user.phone.as_deref())
-                .unwrap_or(""),
-            action,
-            None,
-        ),
+        payload: audit_payload(&user, action),
     });
     let session_id = session::create(
         conn,
@@ -112,15 +104,21 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
         )
     };
     let now = db_now();
-    let current = refresh_token::find_for_update(conn, token)?.ok_or_else(not_found)?;
-    let Some(session_id) = current.session_id else {
-        refresh_token::delete(conn, current.id)?;
-        return Err(ApiError::bad_request(
-            ErrorCode::SessionNotFound,
-            "Invalid Refresh Token: No Valid Session Found",
-        ));
+    let Some((current, not_after)) = refresh_token::find_with_session_for_update(conn, token)?
+    else {
+        // Not found with a session: either unknown, or a legacy row GoTrue left without one.
+        return match refresh_token::find_for_update(conn, token)? {
+            Some(orphan) if orphan.session_id.is_none() => {
+                refresh_token::delete(conn, orphan.id)?;
+                Err(ApiError::bad_request(
+                    ErrorCode::SessionNotFound,
+                    "Invalid Refresh Token: No Valid Session Found",
+                ))
+            }
+            _ => Err(not_found()),
+        };
     };
-    let not_after = session::lock(conn, session_id)?.ok_or_else(not_found)?;
+    let session_id = current.session_id.ok_or_else(not_found)?;
     if not_after.is_some_and(|t| t <= now) {
         return Err(ApiError::bad_request(
             ErrorCode::SessionExpired,
@@ -158,8 +156,9 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
         }
     } else {
         let next = new_refresh_token();
-        refresh_token::rotate(conn, &current, &next, now)?;
-        audit(conn, config, &user, "token_refreshed")?;
+        let audit =
+            (!config.audit_log_disable_postgres).then(|| audit_payload(&user, "token_refreshed"));
+        refresh_token::rotate(conn, &current, &next, now, audit.as_ref())?;
         next
     };
     let amr = session::amr(conn, session_id)?
@@ -178,14 +177,19 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
 
 fn audit(conn: &mut PgConnection, config: &Config, user: &User, action: &str) -> ApiResult<()> {
     if !config.audit_log_disable_postgres {
-        let name = user
-            .email
-            .as_deref()
-            .or(user.phone.as_deref())
-            .unwrap_or("");
-        audit_log::insert(conn, audit_log::payload(user.id, name, action, None), None)?;
+        audit_log::insert(conn, audit_payload(user, action), None)?;
     }
     Ok(())
+}
+
+/// GoTrue's audit payload for `user` doing `action`.
+fn audit_payload(user: &User, action: &str) -> serde_json::Value {
+    let name = user
+        .email
+        .as_deref()
+        .or(user.phone.as_deref())
+        .unwrap_or("");
+    audit_log::payload(user.id, name, action, None)
 }
 
 /// Signs the access token and renders GoTrue's token response (never cached).

@@ -145,6 +145,7 @@ async fn refresh_rotates_and_a_replay_inside_the_interval_returns_the_current_to
     );
     assert_eq!(app.db.scalar(&format!("SELECT count(*) FROM auth.refresh_tokens WHERE token = '{second}' AND parent = '{first}'")), 1);
 
+    assert_eq!(app.db.scalar("SELECT count(*) FROM auth.audit_log_entries WHERE payload->>'action' = 'token_refreshed'"), 1);
     // The client lost the answer and replays the parent: it gets the same child back.
     let replay = expect_json(
         app.post(

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use crate::db::schema::refresh_tokens;
+use crate::db::schema::{refresh_tokens, sessions};
 
 #[derive(Queryable, Selectable, Clone)]
 #[diesel(table_name = refresh_tokens)]
@@ -29,6 +29,22 @@ pub fn find_for_update(conn: &mut PgConnection, token: &str) -> QueryResult<Opti
         .optional()
 }
 
+/// Loads a token with its session's `not_after`, locking both rows (one round trip), so
+/// concurrent refreshes of one token or session are serialised. Tokens without a live session
+/// are not returned.
+pub fn find_with_session_for_update(
+    conn: &mut PgConnection,
+    token: &str,
+) -> QueryResult<Option<(RefreshToken, Option<DateTime<Utc>>)>> {
+    refresh_tokens::table
+        .inner_join(sessions::table.on(sessions::id.nullable().eq(refresh_tokens::session_id)))
+        .filter(refresh_tokens::token.eq(token))
+        .select((RefreshToken::as_select(), sessions::not_after))
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
 /// The session's newest unrevoked token.
 pub fn active_for_session(
     conn: &mut PgConnection,
@@ -43,29 +59,37 @@ pub fn active_for_session(
         .optional()
 }
 
-/// Revokes `old` and issues `new_token` as its child in the same session, and marks the
-/// session refreshed: one statement.
+/// Revokes `old`, issues `new_token` as its child in the same session, marks the session
+/// refreshed and (with `audit`) writes the audit entry: one statement.
 pub fn rotate(
     conn: &mut PgConnection,
     old: &RefreshToken,
     new_token: &str,
     now: DateTime<Utc>,
+    audit: Option<&serde_json::Value>,
 ) -> QueryResult<()> {
-    diesel::sql_query(
+    let audit_cte = if audit.is_some() {
+        ", l AS (INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address)
+                 VALUES ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), $7::json, $2, ''))"
+    } else {
+        ""
+    };
+    diesel::sql_query(format!(
         "WITH r AS (
            UPDATE auth.refresh_tokens SET revoked = true, updated_at = $2 WHERE id = $1
          ), s AS (
            UPDATE auth.sessions SET refreshed_at = ($2 AT TIME ZONE 'UTC'), updated_at = $2 WHERE id = $5
-         )
+         ){audit_cte}
          INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, parent, session_id)
-         VALUES ('00000000-0000-0000-0000-000000000000', $3, $4, false, $2, $2, $6, $5)",
-    )
+         VALUES ('00000000-0000-0000-0000-000000000000', $3, $4, false, $2, $2, $6, $5)"
+    ))
     .bind::<BigInt, _>(old.id)
     .bind::<Timestamptz, _>(now)
     .bind::<Text, _>(new_token)
     .bind::<Text, _>(old.user_id.clone().unwrap_or_default())
     .bind::<SqlUuid, _>(old.session_id.unwrap_or_default())
     .bind::<Text, _>(old.token.clone().unwrap_or_default())
+    .bind::<diesel::sql_types::Nullable<Text>, _>(audit.map(|a| a.to_string()))
     .execute(conn)?;
     Ok(())
 }

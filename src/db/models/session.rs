@@ -103,16 +103,3 @@ pub fn delete_for_user(
 pub fn delete(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<usize> {
     diesel::delete(sessions::table.find(session_id)).execute(conn)
 }
-
-/// `not_after` of a session, locked for the refresh that is about to rotate its token.
-pub fn lock(
-    conn: &mut PgConnection,
-    session_id: Uuid,
-) -> QueryResult<Option<Option<DateTime<Utc>>>> {
-    sessions::table
-        .find(session_id)
-        .select(sessions::not_after)
-        .for_update()
-        .first(conn)
-        .optional()
-}
