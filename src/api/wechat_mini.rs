@@ -272,6 +272,40 @@ fn find_by_unionid(conn: &mut PgConnection, unionid: &str) -> QueryResult<Option
         .optional()
 }
 
+/// The user behind this app's openid, with the identity refreshed (last sign-in, and a unionid
+/// that appears once the app is bound to WeChat Open Platform).
+fn returning_user(
+    conn: &mut PgConnection,
+    app: &WechatApp,
+    session: &CodeSession,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Option<User>> {
+    let found: Option<(Identity, User)> = identities::table
+        .inner_join(users::table)
+        .filter(identities::provider.eq(PROVIDER))
+        .filter(identities::provider_id.eq(&session.openid))
+        .select((Identity::as_select(), User::as_select()))
+        .first(conn)
+        .optional()?;
+    let Some((existing, user)) = found else {
+        return Ok(None);
+    };
+    let mut data = existing
+        .identity_data
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    data.extend(identity_data(app, session));
+    diesel::update(identities::table.find(existing.id))
+        .set((
+            identities::identity_data.eq(Value::Object(data)),
+            identities::last_sign_in_at.eq(now),
+            identities::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(Some(user))
+}
+
 /// Finds the user by openid, then by unionid (linking this app's openid to them), else creates
 /// one. Returns the user and whether it was created.
 fn find_or_create_user(
@@ -280,25 +314,14 @@ fn find_or_create_user(
     app: &WechatApp,
     session: &CodeSession,
 ) -> ApiResult<(User, bool)> {
-    lock_person(conn, session)?;
     let now = db_now();
-    if let Some(existing) = identity::find(conn, PROVIDER, &session.openid)? {
-        // Refresh what WeChat told us (a unionid appears once the app is bound to Open Platform).
-        let mut data = existing
-            .identity_data
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        data.extend(identity_data(app, session));
-        diesel::update(identities::table.find(existing.id))
-            .set((
-                identities::identity_data.eq(Value::Object(data)),
-                identities::last_sign_in_at.eq(now),
-                identities::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        let user = user::find_by_id(conn, existing.user_id)?
-            .ok_or_else(|| ApiError::internal("identity without user"))?;
+    // Returning users, the common case, need no lock: their identity already exists.
+    if let Some(user) = returning_user(conn, app, session, now)? {
+        return Ok((user, false));
+    }
+    lock_person(conn, session)?;
+    // Another request may have created the user while this one waited for the lock.
+    if let Some(user) = returning_user(conn, app, session, now)? {
         return Ok((user, false));
     }
     if let Some(unionid) = &session.unionid {
