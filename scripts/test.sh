@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 
 cargo test --locked --all-targets
 
+# Contract tests: the real JavaScript SDKs (supabase-wechat-stable-v2 2.0.8 and 2.2.0,
+# @supabase/supabase-js) run unmodified against the release binary and the WeChat emulator
+# (needs Node.js >= 20.10 with npm, and psql; see contract/run.sh).
+cargo build --release --locked
+bash contract/run.sh
+
 # Property-based fuzzing of every documented operation against a live server: no 5xx, no
 # response outside api-spec/openapi.yaml (schemathesis from PyPI, installed under target/).
 bash scripts/fuzz.sh

@@ -1,0 +1,324 @@
+'use strict'
+// Starts what the SDKs talk to: a fresh PostgreSQL database, `weauth wechat-emulator` and
+// `weauth serve` (the release binary, built by scripts/test.sh), each on a free port, with a clean
+// environment and a temporary working directory (so no developer .env leaks in). Stops them and
+// drops the database when done, also when a test fails or the process is interrupted.
+//
+// Environment:
+//   WEAUTH_BIN                the binary (default: <repo>/target/release/weauth)
+//   WEAUTH_TEST_DATABASE_URL  the PostgreSQL server databases are created on
+//                             (default postgres://postgres@127.0.0.1:5432/postgres, as for cargo test)
+//   CONTRACT_KEEP_LOGS=1      keep the servers' logs (their path is printed) even when all passed
+
+const { spawn, spawnSync } = require('node:child_process')
+const crypto = require('node:crypto')
+const fs = require('node:fs')
+const net = require('node:net')
+const os = require('node:os')
+const path = require('node:path')
+
+const REPO = path.resolve(__dirname, '..', '..')
+const DEFAULT_DB_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
+
+/** The mini-program the tests run (named by the Referer), and the default app it is not. */
+const APP_ID = 'wxc0471ac7e0000002'
+const APP_SECRET = 'contract-mini-program-secret'
+const DEFAULT_APP_ID = 'wxc0471ac7e0000001'
+const DEFAULT_APP_SECRET = 'contract-default-app-secret'
+
+const live = new Set() // stacks not yet stopped, for the exit handlers
+
+function binary() {
+  const bin = process.env.WEAUTH_BIN ? path.resolve(REPO, process.env.WEAUTH_BIN) : path.join(REPO, 'target', 'release', 'weauth')
+  if (!fs.existsSync(bin)) {
+    throw new Error(`weauth binary not found at ${bin}: run \`cargo build --release --locked\` first (or set WEAUTH_BIN)`)
+  }
+  return bin
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+// ---- keys ------------------------------------------------------------------------------------
+
+function b64url(obj) {
+  return Buffer.from(JSON.stringify(obj)).toString('base64url')
+}
+
+/** An HS256 JWT, as GOTRUE_JWT_SECRET signs them. */
+function signJwt(payload, secret) {
+  const unsigned = `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url(payload)}`
+  const sig = crypto.createHmac('sha256', secret).update(unsigned).digest('base64url')
+  return `${unsigned}.${sig}`
+}
+
+function projectKeys(secret) {
+  const now = Math.floor(Date.now() / 1000)
+  const exp = now + 10 * 365 * 24 * 3600
+  return {
+    anonKey: signJwt({ role: 'anon', iss: 'supabase-demo', iat: now, exp }, secret),
+    serviceRoleKey: signJwt({ role: 'service_role', iss: 'supabase-demo', iat: now, exp }, secret),
+  }
+}
+
+// ---- PostgreSQL ------------------------------------------------------------------------------
+
+function psql(serverUrl, sql) {
+  const r = spawnSync('psql', [serverUrl, '-v', 'ON_ERROR_STOP=1', '-X', '-q', '-c', sql], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, PGCONNECT_TIMEOUT: '10' },
+    timeout: 60000,
+  })
+  if (r.error) throw new Error(`psql could not run (${r.error.message}); is the PostgreSQL client installed?`)
+  if (r.status !== 0) throw new Error(`psql failed on ${JSON.stringify(sql)}: ${r.stderr || r.stdout}`)
+}
+
+function databaseUrl(serverUrl, name) {
+  const u = new URL(serverUrl)
+  u.pathname = `/${name}`
+  return u.toString()
+}
+
+// ---- child processes -------------------------------------------------------------------------
+
+class Child {
+  constructor(name, args, env, cwd) {
+    this.name = name
+    this.logPath = path.join(cwd, `${name}.log`)
+    this.log = fs.openSync(this.logPath, 'a')
+    this.exited = null
+    this.proc = spawn(binary(), args, { env, cwd, stdio: ['ignore', this.log, this.log] })
+    this.proc.on('exit', (code, signal) => {
+      this.exited = { code, signal }
+    })
+    this.proc.on('error', (e) => {
+      this.exited = { code: null, signal: null, error: e.message }
+    })
+  }
+
+  tail(lines = 30) {
+    try {
+      return fs.readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n')
+    } catch {
+      return '(no log)'
+    }
+  }
+
+  async stop() {
+    if (!this.exited && this.proc.pid) {
+      this.proc.kill('SIGTERM')
+      for (let i = 0; i < 50 && !this.exited; i++) await sleep(100)
+      if (!this.exited) this.proc.kill('SIGKILL')
+    }
+    try {
+      fs.closeSync(this.log)
+    } catch {
+      /* closed */
+    }
+  }
+
+  killNow() {
+    if (!this.exited && this.proc.pid) {
+      try {
+        this.proc.kill('SIGKILL')
+      } catch {
+        /* gone */
+      }
+    }
+  }
+}
+
+async function waitFor(child, url, what, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs
+  let last = ''
+  while (Date.now() < deadline) {
+    if (child.exited) {
+      throw new Error(`${child.name} exited (${JSON.stringify(child.exited)}) before ${what} answered. Its log:\n${child.tail()}`)
+    }
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) })
+      if (res.ok) return
+      last = `HTTP ${res.status}`
+    } catch (e) {
+      last = e.cause?.code || e.message
+    }
+    await sleep(100)
+  }
+  throw new Error(`${what} (${url}) did not answer within ${timeoutMs} ms (last: ${last}). ${child.name} log:\n${child.tail()}`)
+}
+
+// ---- the stack -------------------------------------------------------------------------------
+
+/**
+ * Starts PostgreSQL database + emulator + weauth. `env` adds weauth settings (e.g. GOTRUE_JWT_EXP).
+ * Returns { url, authUrl, emulatorUrl, anonKey, serviceRoleKey, jwtSecret, appid, emulator, stop() }.
+ */
+async function startStack(options = {}) {
+  // A port found free can be taken before the child binds it: retry with new ports then.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOnce(options)
+    } catch (e) {
+      if (attempt >= 3 || !/Address already in use|AddrInUse|os error 98/i.test(e.message)) throw e
+    }
+  }
+}
+
+async function startStackOnce({ name = 'contract', env: extraEnv = {} } = {}) {
+  const serverUrl = process.env.WEAUTH_TEST_DATABASE_URL || DEFAULT_DB_URL
+  const dbName = `weauth_contract_${name.replace(/\W/g, '_')}_${crypto.randomBytes(4).toString('hex')}`
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `weauth-contract-${name}-`))
+  const jwtSecret = crypto.randomBytes(32).toString('hex')
+  const stack = { name, dbName, serverUrl, workDir, jwtSecret, children: [], dropped: true, stopped: false }
+  live.add(stack)
+
+  try {
+    psql(serverUrl, `CREATE DATABASE "${dbName}"`)
+    stack.dropped = false
+    const [emulatorPort, apiPort] = await Promise.all([freePort(), freePort()])
+    const wechatEnv = {
+      GOTRUE_EXTERNAL_WECHAT_APP_ID: DEFAULT_APP_ID,
+      GOTRUE_EXTERNAL_WECHAT_SECRET: DEFAULT_APP_SECRET,
+      GOTRUE_EXTERNAL_WECHAT_APPS: `${APP_ID}:${APP_SECRET}`,
+    }
+    // Only PATH from our environment: a developer's GOTRUE_*/DATABASE_URL must not leak in.
+    const base = { PATH: process.env.PATH, RUST_BACKTRACE: '1', NO_COLOR: '1' }
+    const emulatorEnv = { ...base, ...wechatEnv, GOTRUE_LOG_LEVEL: 'info' }
+    const weauthEnv = {
+      ...base,
+      ...wechatEnv,
+      DATABASE_URL: databaseUrl(serverUrl, dbName),
+      GOTRUE_JWT_SECRET: jwtSecret,
+      GOTRUE_API_HOST: '127.0.0.1',
+      GOTRUE_API_PORT: String(apiPort),
+      GOTRUE_EXTERNAL_WECHAT_API_URL: `http://127.0.0.1:${emulatorPort}`,
+      WEAUTH_ARGON2_MEMORY_KIB: '1024',
+      GOTRUE_LOG_LEVEL: 'info',
+      ...extraEnv,
+    }
+    const emulator = new Child('emulator', ['wechat-emulator', '--port', String(emulatorPort), '--host', '127.0.0.1'], emulatorEnv, workDir)
+    stack.children.push(emulator)
+    const weauth = new Child('weauth', ['serve'], weauthEnv, workDir)
+    stack.children.push(weauth)
+
+    stack.url = `http://127.0.0.1:${apiPort}`
+    stack.authUrl = `${stack.url}/auth/v1`
+    stack.emulatorUrl = `http://127.0.0.1:${emulatorPort}`
+    await Promise.all([
+      waitFor(emulator, `${stack.emulatorUrl}/emulator/stats`, 'the WeChat emulator'),
+      waitFor(weauth, `${stack.authUrl}/health`, 'weauth /health'),
+    ])
+  } catch (e) {
+    await stopStack(stack, { keepLogs: true })
+    throw e
+  }
+
+  Object.assign(stack, projectKeys(jwtSecret), {
+    appid: APP_ID,
+    defaultAppid: DEFAULT_APP_ID,
+    emulator: emulatorClient(stack.emulatorUrl),
+    stop: (opts) => stopStack(stack, opts),
+    logs: () => stack.children.map((c) => `--- ${c.name} (${c.logPath})\n${c.tail(40)}`).join('\n'),
+  })
+  return stack
+}
+
+async function stopStack(stack, { keepLogs = false } = {}) {
+  if (stack.stopped) return
+  stack.stopped = true
+  await Promise.all(stack.children.map((c) => c.stop()))
+  if (!stack.dropped) {
+    stack.dropped = true
+    try {
+      psql(stack.serverUrl, `DROP DATABASE IF EXISTS "${stack.dbName}" WITH (FORCE)`)
+    } catch (e) {
+      console.error(`[harness] could not drop ${stack.dbName}: ${e.message}`)
+    }
+  }
+  live.delete(stack)
+  if (keepLogs || process.env.CONTRACT_KEEP_LOGS) {
+    console.error(`[harness] ${stack.name}: weauth and emulator logs kept in ${stack.workDir}`)
+  } else {
+    fs.rmSync(stack.workDir, { recursive: true, force: true })
+  }
+}
+
+/** Last resort (process exit, signals): kill children and drop databases synchronously. */
+function emergencyCleanup() {
+  for (const stack of live) {
+    for (const c of stack.children) c.killNow()
+    if (!stack.dropped) {
+      stack.dropped = true
+      try {
+        psql(stack.serverUrl, `DROP DATABASE IF EXISTS "${stack.dbName}" WITH (FORCE)`)
+      } catch {
+        /* best effort */
+      }
+    }
+  }
+  live.clear()
+}
+process.on('exit', emergencyCleanup)
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    emergencyCleanup()
+    process.exit(130)
+  })
+}
+
+// ---- the emulator's control API --------------------------------------------------------------
+
+function emulatorClient(base) {
+  const post = async (p, body) => {
+    const res = await fetch(`${base}${p}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body ?? {}),
+    })
+    const json = await res.json()
+    if (!res.ok) throw new Error(`emulator ${p} ${res.status}: ${JSON.stringify(json)}`)
+    return json
+  }
+  return {
+    loginCode: async (appid, user) => (await post('/emulator/login-code', { appid, user })).code,
+    phoneCode: async (appid, phone) => (await post('/emulator/phone-code', { appid, phone })).code,
+    failNext: (spec) => post('/emulator/fail-next', spec),
+    reset: () => post('/emulator/reset'),
+    stats: async () => (await fetch(`${base}/emulator/stats`)).json(),
+  }
+}
+
+/** Raw GoTrue call, for checks the SDKs cannot make (e.g. replaying a refresh token). */
+async function gotrue(stack, method, p, { body, token, headers = {} } = {}) {
+  const res = await fetch(`${stack.authUrl}${p}`, {
+    method,
+    headers: {
+      apikey: stack.anonKey,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  })
+  const text = await res.text()
+  let json = null
+  try {
+    json = JSON.parse(text)
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, body: json, text, headers: res.headers }
+}
+
+module.exports = { startStack, signJwt, gotrue, sleep, APP_ID, DEFAULT_APP_ID, REPO }
