@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 # WEAUTH_BIN, if set, is relative to the repository root (like target/release/weauth).
 repo="$(cd .. && pwd)"
-bin="${WEAUTH_BIN:-target/release/weauth}"
+bin="${WEAUTH_BIN:-${CARGO_TARGET_DIR:-target}/release/weauth}"
 case "$bin" in /*) ;; *) bin="$repo/$bin" ;; esac
 export WEAUTH_BIN="$bin"
 if [ ! -x "$bin" ]; then

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${WEAUTH_BIN:-target/debug/weauth}
+BIN=${WEAUTH_BIN:-${CARGO_TARGET_DIR:-target}/debug/weauth}
 [ -x "$BIN" ] || cargo build --locked
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 VENV=target/schemathesis-venv
 SCHEMATHESIS_VERSION=4.32.5
 if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | grep -q "$SCHEMATHESIS_VERSION"; then
@@ -38,14 +39,14 @@ common_env=(
   PATH="$PATH"
   GOTRUE_EXTERNAL_WECHAT_APP_ID=wxfuzz0000000000001 GOTRUE_EXTERNAL_WECHAT_SECRET=fuzz-app-secret
 )
-( cd "$WORK" && exec env -i "${common_env[@]}" "$OLDPWD/$BIN" wechat-emulator --port "$EMU_PORT" ) >"$WORK/emulator.log" 2>&1 &
+( cd "$WORK" && exec env -i "${common_env[@]}" "$BIN" wechat-emulator --port "$EMU_PORT" ) >"$WORK/emulator.log" 2>&1 &
 pids+=($!)
 ( cd "$WORK" && exec env -i "${common_env[@]}" \
     DATABASE_URL="${PG%/*}/$DB" GOTRUE_JWT_SECRET="$SECRET" GOTRUE_API_HOST=127.0.0.1 GOTRUE_API_PORT="$API_PORT" \
     GOTRUE_EXTERNAL_WECHAT_API_URL="http://127.0.0.1:$EMU_PORT" WEAUTH_ARGON2_MEMORY_KIB=1024 \
     GOTRUE_RATE_LIMIT_TOKEN_REFRESH=0 GOTRUE_RATE_LIMIT_OTP=0 WEAUTH_RATE_LIMIT_PASSWORD=0 \
     WEAUTH_RATE_LIMIT_WECHAT_LOGIN=0 WEAUTH_RATE_LIMIT_WECHAT_PHONE=0 WEAUTH_RATE_LIMIT_WECHAT_QRCODE=0 \
-    "$OLDPWD/$BIN" serve ) >"$WORK/weauth.log" 2>&1 &
+    "$BIN" serve ) >"$WORK/weauth.log" 2>&1 &
 pids+=($!)
 BASE=http://127.0.0.1:$API_PORT
 for _ in $(seq 1 100); do curl -fs "$BASE/health" >/dev/null && break; sleep 0.2; done
