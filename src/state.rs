@@ -17,6 +17,8 @@ pub struct AppState {
     pub dummy_hash: String,
     pub wechat: WechatService,
     pub limits: RateLimits,
+    /// Password hashing runs here, never on the executor or the general blocking pool.
+    pub hashing: password::HashPool,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             wechat: WechatService::new(config.clone(), pool.clone())?,
             dummy_hash,
             limits: RateLimits::new(&config.rate_limits),
+            hashing: password::HashPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))?,
             pool,
             config,
         })

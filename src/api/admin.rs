@@ -248,11 +248,7 @@ async fn password_for(
         )),
         (Some(pw), None) => {
             let cfg = state.config.password_hash.clone();
-            Ok(Some(
-                web::block(move || password::hash(&pw, &cfg))
-                    .await
-                    .map_err(ApiError::internal)??,
-            ))
+            Ok(Some(state.hashing.run(move || password::hash(&pw, &cfg)).await??))
         }
         (None, Some(hash)) => {
             let known = hash.starts_with("$argon2")

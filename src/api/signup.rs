@@ -112,9 +112,7 @@ pub async fn signup(
     };
 
     let hash_cfg = config.password_hash.clone();
-    let hash = web::block(move || password::hash(&password, &hash_cfg))
-        .await
-        .map_err(ApiError::internal)??;
+    let hash = state.hashing.run(move || password::hash(&password, &hash_cfg)).await??;
 
     let fake_data = data.clone();
     let fake_contact = contact.clone();
