@@ -46,7 +46,9 @@ impl AppState {
             wechat: WechatService::new(config.clone(), pool.clone())?,
             dummy_hash,
             limits: RateLimits::new(&config.rate_limits),
-            hashing: password::HashPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))?,
+            hashing: password::HashPool::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?,
             pool,
             config,
         })

@@ -248,7 +248,12 @@ async fn password_for(
         )),
         (Some(pw), None) => {
             let cfg = state.config.password_hash.clone();
-            Ok(Some(state.hashing.run(move || password::hash(&pw, &cfg)).await??))
+            Ok(Some(
+                state
+                    .hashing
+                    .run(move || password::hash(&pw, &cfg))
+                    .await??,
+            ))
         }
         (None, Some(hash)) => {
             let known = hash.starts_with("$argon2")

@@ -112,7 +112,10 @@ pub async fn signup(
     };
 
     let hash_cfg = config.password_hash.clone();
-    let hash = state.hashing.run(move || password::hash(&password, &hash_cfg)).await??;
+    let hash = state
+        .hashing
+        .run(move || password::hash(&password, &hash_cfg))
+        .await??;
 
     let fake_data = data.clone();
     let fake_contact = contact.clone();

@@ -101,16 +101,18 @@ async fn password_grant(
     let hash = stored.clone().unwrap_or_else(|| state.dummy_hash.clone());
     let hash_cfg = config.password_hash.clone();
     let candidate = password.clone();
-    let (matches, rehash) = state.hashing.run(move || -> ApiResult<(bool, Option<String>)> {
-        let matches = password::verify(&candidate, &hash);
-        let rehash = if matches && password::needs_rehash(&hash, &hash_cfg) {
-            Some(password::hash(&candidate, &hash_cfg)?)
-        } else {
-            None
-        };
-        Ok((matches, rehash))
-    })
-    .await??;
+    let (matches, rehash) = state
+        .hashing
+        .run(move || -> ApiResult<(bool, Option<String>)> {
+            let matches = password::verify(&candidate, &hash);
+            let rehash = if matches && password::needs_rehash(&hash, &hash_cfg) {
+                Some(password::hash(&candidate, &hash_cfg)?)
+            } else {
+                None
+            };
+            Ok((matches, rehash))
+        })
+        .await??;
     let user = match found {
         Some(user) if matches && stored.is_some() => user,
         _ => return Err(ApiError::invalid_credentials()),

@@ -83,13 +83,15 @@ pub async fn user_update(
             password::check_strength(&pw, config.password_min_length)?;
             let old = current.encrypted_password.clone().unwrap_or_default();
             let hash_cfg = config.password_hash.clone();
-            let hashed = state.hashing.run(move || -> ApiResult<Option<String>> {
-                if !old.is_empty() && password::verify(&pw, &old) {
-                    return Ok(None);
-                }
-                password::hash(&pw, &hash_cfg).map(Some)
-            })
-            .await??;
+            let hashed = state
+                .hashing
+                .run(move || -> ApiResult<Option<String>> {
+                    if !old.is_empty() && password::verify(&pw, &old) {
+                        return Ok(None);
+                    }
+                    password::hash(&pw, &hash_cfg).map(Some)
+                })
+                .await??;
             match hashed {
                 Some(h) => Some(h),
                 None => {

@@ -146,19 +146,23 @@ impl HashPool {
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
-            std::thread::Builder::new().name(format!("weauth-hash-{i}")).spawn(move || loop {
-                // The lock is held only while waiting for the next job, not while running it.
-                let job = match rx.lock() {
-                    Ok(guard) => guard.recv(),
-                    Err(_) => return,
-                };
-                match job {
-                    Ok(job) => job(),
-                    Err(_) => return,
-                }
-            })?;
+            std::thread::Builder::new()
+                .name(format!("weauth-hash-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job, not while running it.
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })?;
         }
-        Ok(HashPool { jobs: std::sync::Mutex::new(tx) })
+        Ok(HashPool {
+            jobs: std::sync::Mutex::new(tx),
+        })
     }
 
     /// Runs `f` on a hashing thread and waits for its result without blocking the executor.

@@ -134,6 +134,9 @@ impl WechatClient {
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3).min(timeout))
+            // Drop idle connections before servers close them (the emulator after 5 s), so a
+            // request is never sent on a connection the other side has just closed.
+            .pool_idle_timeout(Duration::from_secs(4))
             .user_agent(concat!("weauth/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(WechatClient {
@@ -251,7 +254,10 @@ impl WechatClient {
     }
 }
 
+/// Classifies a transport failure. The URL is stripped first: WeChat's API carries the app
+/// secret and access tokens in query strings, and these errors end up in the log.
 fn transport(e: reqwest::Error) -> WechatError {
+    let e = e.without_url();
     if e.is_timeout() {
         WechatError::Timeout
     } else if e.is_connect() {
@@ -320,4 +326,45 @@ fn garbage(bytes: &[u8]) -> WechatError {
         .filter(|c| !c.is_control())
         .collect();
     WechatError::Garbage(format!("{} bytes starting {preview:?}", bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, WechatApp};
+
+    /// Transport errors are logged; WeChat URLs carry the app secret, so it must not be in them.
+    #[actix_web::test]
+    async fn transport_errors_never_carry_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = WechatClient::new(
+            &format!("http://127.0.0.1:{port}"),
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let app = WechatApp {
+            app_id: "wxsecretcheck".into(),
+            secret: Secret::new("the-app-secret-123"),
+        };
+        let err = client
+            .code2session(&app, "the-login-code")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WechatError::Unreachable(_)), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("the-app-secret-123") && !shown.contains("the-login-code"),
+            "{shown}"
+        );
+        let err = client
+            .phone_number("the-access-token", "the-phone-code")
+            .await
+            .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("the-access-token"));
+    }
 }

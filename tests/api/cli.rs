@@ -178,6 +178,7 @@ async fn debug_logs_contain_no_secrets() {
             ("GOTRUE_JWT_SECRET", JWT_SECRET),
             ("GOTRUE_API_PORT", &port),
             ("GOTRUE_LOG_LEVEL", "debug"),
+            ("WEAUTH_WECHAT_TIMEOUT_MS", "600"),
             ("GOTRUE_EXTERNAL_WECHAT_APP_ID", APP_ID),
             ("GOTRUE_EXTERNAL_WECHAT_SECRET", APP_SECRET),
             ("GOTRUE_EXTERNAL_WECHAT_API_URL", &emulator.url),
@@ -267,6 +268,39 @@ async fn debug_logs_contain_no_secrets() {
         .await
         .unwrap();
     expect_json(res, 200).await;
+    // WeChat timing out: transport errors are logged, and their URLs carry the app secret
+    // (jscode2session) and the access token (getuserphonenumber).
+    let slow_code = emulator.login_code(APP_ID, "logger").await;
+    emulator
+        .post(
+            "/emulator/fail-next",
+            json!({"api": "jscode2session", "delay_ms": 1500}),
+        )
+        .await;
+    let res = client
+        .get(format!("{base}/auth/v1/wechat_mini/login?code={slow_code}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let slow_phone = emulator.phone_code(APP_ID, "+8613800005678").await;
+    emulator
+        .post(
+            "/emulator/fail-next",
+            json!({"api": "getuserphonenumber", "delay_ms": 1500, "times": 2}),
+        )
+        .await;
+    let res = client
+        .get(format!(
+            "{base}/auth/v1/wechat_mini/bind_phone?code={slow_phone}"
+        ))
+        .bearer_auth(wechat["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    secrets.push(slow_code);
+    secrets.push(slow_phone);
     for body in [&signup, &login, &refreshed, &wechat] {
         secrets.push(body["access_token"].as_str().unwrap().to_string());
         secrets.push(body["refresh_token"].as_str().unwrap().to_string());

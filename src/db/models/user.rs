@@ -223,6 +223,7 @@ pub fn find_by_id(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<User>
 /// Same audience, e-mail compared lower-cased, SSO users excluded (GoTrue `FindUserByEmailAndAudience`).
 pub fn find_by_email(conn: &mut PgConnection, aud: &str, email: &str) -> QueryResult<Option<User>> {
     users::table
+        .filter(users::instance_id.eq(INSTANCE_ID))
         .filter(lower(users::email).eq(email.to_lowercase()))
         .filter(users::aud.eq(aud))
         .filter(users::is_sso_user.eq(false))
