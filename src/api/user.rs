@@ -18,13 +18,8 @@ use crate::rate_limit::Limit;
 use crate::state::AppState;
 use crate::tokens::{self, db_now};
 
-pub async fn user_get(state: web::Data<AppState>, auth: AuthUser) -> ApiResult<HttpResponse> {
-    let user_id = auth.user.id;
-    let identities = db::run(&state.pool, move |conn| {
-        Ok(identity::for_user(conn, user_id)?)
-    })
-    .await?;
-    Ok(tokens::user_response(&auth.user, &identities))
+pub async fn user_get(auth: AuthUser) -> ApiResult<HttpResponse> {
+    Ok(tokens::user_response(&auth.user, &auth.identities))
 }
 
 #[derive(Deserialize)]

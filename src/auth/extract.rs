@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::jwt::IncomingClaims;
 use crate::db;
+use crate::db::models::identity::{self, Identity};
 use crate::db::models::user::User;
 use crate::db::schema::{sessions, users};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -18,6 +19,9 @@ use crate::state::AppState;
 /// A signed-in user whose token, user row and session all check out.
 pub struct AuthUser {
     pub user: User,
+    /// The user's identities, loaded in the same database call (GET /user answers with them;
+    /// a second trip to the blocking pool cost more than the query itself).
+    pub identities: Vec<Identity>,
     /// `None` for tokens without a session (GoTrue then treats logout as global).
     pub session_id: Option<Uuid>,
     pub claims: IncomingClaims,
@@ -119,10 +123,12 @@ impl FromRequest for AuthUser {
                     )
                     .select((User::as_select(), sessions::id.nullable()))
                     .first::<(User, Option<Uuid>)>(conn)
-                    .optional()?)
+                    .optional()?
+                    .map(|found| identity::for_user(conn, user_id).map(|ids| (found, ids)))
+                    .transpose()?)
             })
             .await?;
-            let (user, session_found) = found.ok_or_else(|| {
+            let ((user, session_found), identities) = found.ok_or_else(|| {
                 ApiError::forbidden(
                     ErrorCode::UserNotFound,
                     "User from sub claim in JWT does not exist",
@@ -139,6 +145,7 @@ impl FromRequest for AuthUser {
             }
             Ok(AuthUser {
                 user,
+                identities,
                 session_id,
                 claims,
             })
