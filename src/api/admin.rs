@@ -320,8 +320,7 @@ pub async fn admin_user_get(
 ) -> ApiResult<HttpResponse> {
     let id = parse_user_id(&path)?;
     let (user, identities) = db::run(&state.pool, move |conn| {
-        let user = user::find_by_id(conn, id)?.ok_or_else(user_not_found)?;
-        Ok((user, identity::for_user(conn, id)?))
+        user::find_with_identities(conn, id)?.ok_or_else(user_not_found)
     })
     .await?;
     Ok(tokens::user_response(&user, &identities))
@@ -410,8 +409,7 @@ pub async fn admin_user_update(
         diesel::update(target)
             .set(users::updated_at.eq(now))
             .execute(conn)?;
-        let user = user::find_by_id(conn, id)?.ok_or_else(user_not_found)?;
-        Ok((user, identity::for_user(conn, id)?))
+        user::find_with_identities(conn, id)?.ok_or_else(user_not_found)
     })
     .await?;
     Ok(tokens::user_response(&user, &identities))

@@ -160,10 +160,8 @@ pub async fn user_update(
         diesel::update(users::table.find(id))
             .set(users::updated_at.eq(now))
             .execute(conn)?;
-        let user = user::find_by_id(conn, id)?
-            .ok_or_else(|| ApiError::internal("user vanished during update"))?;
-        let identities = identity::for_user(conn, id)?;
-        Ok((user, identities))
+        user::find_with_identities(conn, id)?
+            .ok_or_else(|| ApiError::internal("user vanished during update"))
     })
     .await?;
     Ok(tokens::user_response(&user, &identities))

@@ -65,8 +65,11 @@ impl WechatParams {
     }
 }
 
-fn referer(req: &HttpRequest) -> Option<&str> {
-    req.headers().get(REFERER).and_then(|v| v.to_str().ok())
+/// The mini-program a request is for: explicit `appid`, else `wx.request`'s `Referer`, else
+/// the default app (see [`crate::wechat::WechatService::resolve_app`]).
+fn request_app(state: &AppState, appid: Option<&str>, req: &HttpRequest) -> ApiResult<WechatApp> {
+    let referer = req.headers().get(REFERER).and_then(|v| v.to_str().ok());
+    state.wechat.resolve_app(appid, referer).cloned()
 }
 
 /// The parameters of a WeChat route: the query string and, on POST, a JSON body (the SDK sends
@@ -114,10 +117,7 @@ pub async fn login(
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::WechatLogin, &client)?;
-    let app = state
-        .wechat
-        .resolve_app(params.appid.as_deref(), referer(&req))?
-        .clone();
+    let app = request_app(&state, params.appid.as_deref(), &req)?;
     let code = params.code()?.to_string();
     let session = state.wechat.code2session(&app, &code).await?;
     // The optional legacy profile is checked before anything is written.
@@ -374,10 +374,7 @@ pub async fn bind_phone(
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::WechatPhone, &client)?;
-    let app = state
-        .wechat
-        .resolve_app(params.appid.as_deref(), referer(&req))?
-        .clone();
+    let app = request_app(&state, params.appid.as_deref(), &req)?;
     let user_id = auth.user.id;
     let (country_code, pure) = match (&params.code, &params.encrypted_data, &params.iv) {
         (Some(_), _, _) => {
@@ -444,9 +441,8 @@ pub async fn bind_phone(
                 .set(users::updated_at.eq(db_now()))
                 .execute(conn)?;
         }
-        let user =
-            user::find_by_id(conn, user_id)?.ok_or_else(|| ApiError::internal("user vanished"))?;
-        Ok((user, identity::for_user(conn, user_id)?))
+        user::find_with_identities(conn, user_id)?
+            .ok_or_else(|| ApiError::internal("user vanished"))
     })
     .await?;
     Ok(tokens::user_response(&user, &identities))
@@ -462,10 +458,7 @@ pub async fn bind_account(
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::WechatLogin, &client)?;
-    let app = state
-        .wechat
-        .resolve_app(params.appid.as_deref(), referer(&req))?
-        .clone();
+    let app = request_app(&state, params.appid.as_deref(), &req)?;
     let session = state.wechat.code2session(&app, params.code()?).await?;
     let user_id = auth.user.id;
     let (user, identities) = db::transaction(&state.pool, move |conn| {
@@ -508,9 +501,8 @@ pub async fn bind_account(
             user_id,
             &session.session_key,
         )?;
-        let user =
-            user::find_by_id(conn, user_id)?.ok_or_else(|| ApiError::internal("user vanished"))?;
-        Ok((user, identity::for_user(conn, user_id)?))
+        user::find_with_identities(conn, user_id)?
+            .ok_or_else(|| ApiError::internal("user vanished"))
     })
     .await?;
     Ok(tokens::user_response(&user, &identities))
@@ -602,10 +594,7 @@ pub async fn unlimited_qrcode(
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::WechatQrcode, &client)?;
     let params = params.into_inner();
-    let app = state
-        .wechat
-        .resolve_app(params.appid.as_deref(), referer(&req))?
-        .clone();
+    let app = request_app(&state, params.appid.as_deref(), &req)?;
     let request = validate_qrcode(params)?;
     let image = state.wechat.unlimited_qrcode(&app, &request).await?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(image);

@@ -212,6 +212,17 @@ pub struct UserJson<'a> {
     pub is_anonymous: bool,
 }
 
+/// A user with their identities: what GoTrue's user JSON shows.
+pub fn find_with_identities(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(User, Vec<Identity>)>> {
+    match find_by_id(conn, id)? {
+        Some(user) => Ok(Some((user, super::identity::for_user(conn, id)?))),
+        None => Ok(None),
+    }
+}
+
 pub fn find_by_id(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<User>> {
     users::table
         .find(id)
