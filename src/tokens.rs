@@ -130,7 +130,7 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
         .as_deref()
         .and_then(|id| Uuid::parse_str(id).ok())
         .ok_or_else(not_found)?;
-    let user = user::find_by_id(conn, user_id)?.ok_or_else(not_found)?;
+    let (user, identities) = user::find_with_identities(conn, user_id)?.ok_or_else(not_found)?;
     if user.is_banned(now) {
         return Err(ApiError::bad_request(
             ErrorCode::UserBanned,
@@ -165,7 +165,6 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
         .into_iter()
         .map(|(method, timestamp)| Amr { method, timestamp })
         .collect();
-    let identities = identity::for_user(conn, user.id)?;
     Ok(RefreshOutcome::Issued(Grant {
         user,
         identities,

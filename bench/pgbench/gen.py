@@ -14,8 +14,9 @@ def audit(action, log_type):
             f"\"actor_username\": \"\", \"action\": \"{action}\", \"log_type\": \"{log_type}\"}}'")
 IDDATA = "'{\"sub\": \"oBench0000000000000000000000\", \"appid\": \"wxbench000000000001\", \"openid\": \"oBench0000000000000000000000\", \"unionid\": \"uBench0000000000000000000000\"}'"
 SKEY = "'c2Vzc2lvbi1rZXktMTIzNDU2Nzg='"
-USER_AUTH = f'''SELECT {UC}, "auth"."sessions"."id" FROM ("auth"."users" LEFT OUTER JOIN "auth"."sessions" ON (("auth"."sessions"."id" = {K}) AND ("auth"."sessions"."user_id" = "auth"."users"."id"))) WHERE ("auth"."users"."id" = {K}) LIMIT 1;'''
+USER_AUTH = f'''SELECT {UC}, "auth"."sessions"."id", {IC} FROM (("auth"."users" LEFT OUTER JOIN "auth"."sessions" ON (("auth"."sessions"."id" = {K}) AND ("auth"."sessions"."user_id" = "auth"."users"."id"))) LEFT OUTER JOIN "auth"."identities" ON ("auth"."identities"."user_id" = "auth"."users"."id")) WHERE ("auth"."users"."id" = {K}) ORDER BY "auth"."identities"."created_at" ASC;'''
 IDENTITIES = lambda uid: f'''SELECT {IC} FROM "auth"."identities" WHERE ("auth"."identities"."user_id" = {uid}) ORDER BY "auth"."identities"."created_at" ASC;'''
+USER_WITH_IDENTITIES = f'''SELECT {UC}, {IC} FROM ("auth"."users" LEFT OUTER JOIN "auth"."identities" ON ("auth"."identities"."user_id" = "auth"."users"."id")) WHERE ("auth"."users"."id" = {K}) ORDER BY "auth"."identities"."created_at" ASC;'''
 USER_BY_ID = f'''SELECT {UC} FROM "auth"."users" WHERE ("auth"."users"."id" = {K}) LIMIT 1;'''
 def session_create(uid, method, action, tok):
     return (f"WITH s AS ( INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip) VALUES (gen_random_uuid(), {uid}, now(), now(), 'aal1', 'weauth-bench', '127.0.0.1'::inet) RETURNING id ), "
@@ -32,10 +33,8 @@ def session_key(openid, uid):
 HEAD = lambda what: f"-- pgbench floor for {what}: the statements weauth issues for one request, in order\n-- (captured through the counting proxy of bench/, see BENCHMARKS.md), against rows seeded by\n-- bench.seed() (bench/pgbench/setup.sql). Run by bench/run.sh with -M prepared -D run=N\n-- -D nusers=N -D clients=C -D i=0 -D s=0.\n"
 files = {}
 files["user.sql"] = HEAD("GET /user") + f"""\\set k :run * 1000 + :client_id
--- AuthUser extractor (src/auth/extract.rs)
+-- AuthUser extractor (src/auth/extract.rs): user, session and identities in one statement
 {USER_AUTH}
--- identities (src/api/user.rs user_get)
-{IDENTITIES(K)}
 """
 files["refresh.sql"] = HEAD("POST /token?grant_type=refresh_token") + f"""-- Each client follows its own chain r<key>s0 -> r<key>s1 -> ... like the load generator's workers.
 \\set k :run * 1000 + :client_id
@@ -43,10 +42,9 @@ files["refresh.sql"] = HEAD("POST /token?grant_type=refresh_token") + f"""-- Eac
 \\set s :s + 1
 BEGIN;
 SELECT {RC}, "auth"."sessions"."not_after" FROM ("auth"."refresh_tokens" INNER JOIN "auth"."sessions" ON ("auth"."sessions"."id" = "auth"."refresh_tokens"."session_id")) WHERE ("auth"."refresh_tokens"."token" = 'r' || :k || 's' || :p) LIMIT 1 FOR UPDATE \\gset
-{USER_BY_ID}
+{USER_WITH_IDENTITIES}
 WITH r AS ( UPDATE auth.refresh_tokens SET revoked = true, updated_at = now() WHERE id = :id ), s AS ( UPDATE auth.sessions SET refreshed_at = (now() AT TIME ZONE 'UTC'), updated_at = now() WHERE id = :session_id ), l AS (INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address) VALUES ({NIL}, gen_random_uuid(), {audit('token_refreshed', 'token')}::json, now(), '')) INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, parent, session_id) VALUES ({NIL}, 'r' || :k || 's' || :s, :user_id, false, now(), now(), :token, :session_id);
 SELECT "auth"."mfa_amr_claims"."authentication_method", "auth"."mfa_amr_claims"."updated_at" FROM "auth"."mfa_amr_claims" WHERE ("auth"."mfa_amr_claims"."session_id" = :session_id) ORDER BY "auth"."mfa_amr_claims"."updated_at" DESC;
-{IDENTITIES(K)}
 COMMIT;
 """
 files["login_returning.sql"] = HEAD("GET /wechat_mini/login (returning user)") + f"""-- Client c logs in users (c + clients*i) mod nusers in turn, like the load generator's
@@ -89,14 +87,12 @@ files["bind_phone.sql"] = HEAD("GET /wechat_mini/bind_phone") + f"""-- Each clie
 {USER_AUTH}
 BEGIN;
 SELECT {UC} FROM "auth"."users" WHERE ("auth"."users"."phone" = :ph) LIMIT 1;
-UPDATE "auth"."users" SET "phone" = :ph, "phone_confirmed_at" = now(), "phone_change" = '' WHERE ("auth"."users"."id" = {K});
+UPDATE "auth"."users" SET "phone" = :ph, "phone_confirmed_at" = now(), "phone_change" = '', "updated_at" = now() WHERE ("auth"."users"."id" = {K});
 SELECT {IC} FROM "auth"."identities" WHERE (("auth"."identities"."user_id" = {K}) AND ("auth"."identities"."provider" = 'phone')) LIMIT 1;
 UPDATE "auth"."identities" SET "identity_data" = '{{"sub": "00000000-0000-4000-8000-000000000000", "phone": "8613800000000", "phone_verified": true}}', "updated_at" = now() WHERE ("auth"."identities"."id" = {KP});
 {USER_BY_ID}
 UPDATE "auth"."users" SET "raw_app_meta_data" = '{{"provider": "wechat", "providers": ["wechat", "phone"]}}' WHERE ("auth"."users"."id" = {K});
-UPDATE "auth"."users" SET "updated_at" = now() WHERE ("auth"."users"."id" = {K});
-{USER_BY_ID}
-{IDENTITIES(K)}
+{USER_WITH_IDENTITIES}
 COMMIT;
 """
 files["password.sql"] = HEAD("POST /token?grant_type=password (SQL only, no hashing)") + f"""\\set i :i + 1

@@ -168,7 +168,8 @@ pub async fn user_update(
 }
 
 /// Sets a user's phone (confirmed now, or pending when `confirm` is off), keeping the phone
-/// identity and `app_metadata.providers` in step. A phone owned by another user is refused.
+/// identity and `app_metadata.providers` in step, and touching `updated_at`. A phone owned by
+/// another user is refused.
 pub fn set_phone(
     conn: &mut PgConnection,
     user_id: uuid::Uuid,
@@ -190,6 +191,7 @@ pub fn set_phone(
             .set((
                 users::phone_change.eq(phone),
                 users::phone_change_sent_at.eq(now),
+                users::updated_at.eq(now),
             ))
             .execute(conn)?;
         return Ok(());
@@ -199,6 +201,7 @@ pub fn set_phone(
             users::phone.eq(phone),
             users::phone_confirmed_at.eq(now),
             users::phone_change.eq(""),
+            users::updated_at.eq(now),
         ))
         .execute(conn)
         .map_err(|e| {

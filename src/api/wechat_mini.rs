@@ -437,9 +437,6 @@ pub async fn bind_phone(
             || auth.user.phone_confirmed_at.is_none()
         {
             set_phone(conn, user_id, &phone, true, db_now())?;
-            diesel::update(users::table.find(user_id))
-                .set(users::updated_at.eq(db_now()))
-                .execute(conn)?;
         }
         user::find_with_identities(conn, user_id)?
             .ok_or_else(|| ApiError::internal("user vanished"))

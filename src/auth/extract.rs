@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::jwt::IncomingClaims;
 use crate::db;
-use crate::db::models::identity::{self, Identity};
-use crate::db::models::user::User;
-use crate::db::schema::{sessions, users};
+use crate::db::models::identity::Identity;
+use crate::db::models::user::{self, User};
+use crate::db::schema::{identities, sessions, users};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
@@ -112,8 +112,9 @@ impl FromRequest for AuthUser {
                 ApiError::bad_request(ErrorCode::BadJwt, "invalid claim: sub claim must be a UUID")
             })?;
             let session_id = session_claim(&claims)?;
-            // One round trip: the user row and whether the session still exists.
-            let found = db::run(&state.pool, move |conn| {
+            // One round trip: the user row, whether the session still exists, and the
+            // user's identities (one row each, the user repeated).
+            let rows = db::run(&state.pool, move |conn| {
                 Ok(users::table
                     .find(user_id)
                     .left_join(
@@ -121,19 +122,23 @@ impl FromRequest for AuthUser {
                             .eq(session_id.unwrap_or_default())
                             .and(sessions::user_id.eq(users::id))),
                     )
-                    .select((User::as_select(), sessions::id.nullable()))
-                    .first::<(User, Option<Uuid>)>(conn)
-                    .optional()?
-                    .map(|found| identity::for_user(conn, user_id).map(|ids| (found, ids)))
-                    .transpose()?)
+                    .left_join(identities::table.on(identities::user_id.eq(users::id)))
+                    .order(identities::created_at.asc())
+                    .select((
+                        User::as_select(),
+                        sessions::id.nullable(),
+                        Option::<Identity>::as_select(),
+                    ))
+                    .load::<(User, Option<Uuid>, Option<Identity>)>(conn)?)
             })
             .await?;
-            let ((user, session_found), identities) = found.ok_or_else(|| {
-                ApiError::forbidden(
-                    ErrorCode::UserNotFound,
-                    "User from sub claim in JWT does not exist",
-                )
-            })?;
+            let (user, session_found, identities) =
+                user::fold_identities(rows).ok_or_else(|| {
+                    ApiError::forbidden(
+                        ErrorCode::UserNotFound,
+                        "User from sub claim in JWT does not exist",
+                    )
+                })?;
             if session_id.is_some() && session_found.is_none() {
                 return Err(ApiError::forbidden(
                     ErrorCode::SessionNotFound,

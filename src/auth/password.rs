@@ -2,9 +2,11 @@
 //! hashes written by GoTrue (`$2a$`, `$2b$`, `$2y$`) are verified so migrated users can sign in,
 //! and are upgraded to argon2id after a successful sign-in.
 
+use std::cell::RefCell;
+
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::config::PasswordHashConfig;
 use crate::error::{ApiError, ApiResult};
@@ -12,34 +14,97 @@ use crate::error::{ApiError, ApiResult};
 /// GoTrue's upper bound (bcrypt ignores bytes past 72), enforced for every new password.
 const MAX_PASSWORD_BYTES: usize = 72;
 
+/// A hashing thread keeps its argon2 working memory up to this size (64 MiB) between runs;
+/// larger costs (imported hashes) get a buffer for that run only.
+const MAX_KEPT_BLOCKS: usize = 64 * 1024;
+
+thread_local! {
+    /// argon2's working memory (`m` KiB per run), kept between runs on [`HashPool`] threads
+    /// and `None` on every other thread. Allocating it per run let glibc's arenas fragment
+    /// and grow to hundreds of MiB under load; reusing one buffer per thread bounds the
+    /// hashing memory at threads × m.
+    static KEPT_MEMORY: RefCell<Option<Vec<Block>>> = const { RefCell::new(None) };
+}
+
 fn hasher(cfg: &PasswordHashConfig) -> ApiResult<Argon2<'static>> {
     let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Hashes a password with argon2id. CPU-heavy: call it from a blocking thread.
+/// Runs argon2 into `out`, with this thread's kept memory when it has some.
+fn argon2_into(argon: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> argon2::Result<()> {
+    let blocks = argon.params().block_count();
+    KEPT_MEMORY.with(|kept| match kept.borrow_mut().as_mut() {
+        Some(memory) if blocks <= MAX_KEPT_BLOCKS => {
+            if memory.len() < blocks {
+                *memory = vec![Block::default(); blocks];
+            }
+            argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        }
+        _ => argon.hash_password_into_with_memory(
+            password,
+            salt,
+            out,
+            vec![Block::default(); blocks],
+        ),
+    })
+}
+
+/// Hashes a password with argon2id. CPU-heavy: call it on the [`HashPool`].
 pub fn hash(password: &str, cfg: &PasswordHashConfig) -> ApiResult<String> {
+    let internal = |e: &dyn std::fmt::Display| ApiError::internal(e.to_string());
+    let argon = hasher(cfg)?;
     let salt = SaltString::generate(&mut OsRng);
-    Ok(hasher(cfg)?
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .to_string())
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| internal(&e))?;
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        argon2_into(&argon, password.as_bytes(), salt_bytes, out)
+            .map_err(argon2::password_hash::Error::from)
+    })
+    .map_err(|e| internal(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon.params()).map_err(|e| internal(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
 /// Checks a password against an argon2 or bcrypt hash. Unknown formats never match.
 pub fn verify(password: &str, hash: &str) -> bool {
     if hash.starts_with("$argon2") {
-        PasswordHash::new(hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        verify_argon2(password, hash).unwrap_or(false)
     } else if hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$") {
         bcrypt::verify(password, hash).unwrap_or(false)
     } else {
         false
     }
+}
+
+/// argon2 verification as `argon2::PasswordVerifier` does it (algorithm, version and costs from
+/// the PHC string, constant-time comparison of the outputs), but on this thread's kept memory.
+fn verify_argon2(password: &str, hash: &str) -> Option<bool> {
+    let parsed = PasswordHash::new(hash).ok()?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(&parsed).ok()?;
+    let (salt, expected) = (parsed.salt?, parsed.hash?);
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).ok()?;
+    let argon = Argon2::new(algorithm, version, params);
+    let computed = Output::init_with(expected.len(), |out| {
+        argon2_into(&argon, password.as_bytes(), salt_bytes, out)
+            .map_err(argon2::password_hash::Error::from)
+    })
+    .ok()?;
+    // `Output`'s equality is constant-time.
+    Some(computed == expected)
 }
 
 /// True for hashes weauth would not write today (bcrypt, argon2i, other argon2 costs).
@@ -96,6 +161,61 @@ mod tests {
     }
 
     #[test]
+    fn matches_the_argon2_crate_and_the_reference_implementation() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        // Ours verifies the crate's hashes, the crate verifies ours.
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = hasher(&cheap())
+            .unwrap()
+            .hash_password(b"pw-1", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("pw-1", &theirs));
+        assert!(!verify("pw-2", &theirs));
+        let ours = hash("pw-1", &cheap()).unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"pw-1", &parsed).is_ok());
+        // The reference C implementation's README example (argon2i, 64 MiB, 4 lanes, 24 bytes).
+        let reference =
+            "$argon2i$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        assert!(verify("password", reference));
+        assert!(!verify("passwore", reference));
+    }
+
+    #[test]
+    fn hashing_threads_reuse_memory_across_costs() {
+        let pool = HashPool::new(1).unwrap();
+        let small = cheap();
+        let large = PasswordHashConfig {
+            memory_kib: 4096,
+            ..cheap()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Grow the kept buffer, then run a smaller cost on it and a larger one again.
+            for cfg in [small.clone(), large.clone(), small.clone(), large.clone()] {
+                let (h, ok, wrong, kept) = pool
+                    .run(move || {
+                        let h = hash("pw", &cfg).unwrap();
+                        let kept = KEPT_MEMORY.with(|k| k.borrow().as_ref().map(Vec::len));
+                        (h.clone(), verify("pw", &h), verify("px", &h), kept)
+                    })
+                    .await
+                    .unwrap();
+                assert!(ok && !wrong, "{h}");
+                assert!(kept.unwrap() >= 1024, "the hashing thread keeps its memory");
+                assert!(PasswordHash::new(&h).is_ok());
+            }
+        });
+        assert!(
+            KEPT_MEMORY.with(|k| k.borrow().is_none()),
+            "other threads keep nothing"
+        );
+    }
+
+    #[test]
     fn gotrue_bcrypt_hashes_verify_and_need_upgrade() {
         let h = bcrypt::hash("migrated-password", 4)
             .unwrap()
@@ -148,15 +268,18 @@ impl HashPool {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("weauth-hash-{i}"))
-                .spawn(move || loop {
-                    // The lock is held only while waiting for the next job, not while running it.
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
+                .spawn(move || {
+                    KEPT_MEMORY.with(|kept| *kept.borrow_mut() = Some(Vec::new()));
+                    loop {
+                        // The lock is held only while waiting for the next job, not while running it.
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
                     }
                 })?;
         }

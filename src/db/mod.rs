@@ -4,6 +4,7 @@
 pub mod models;
 pub mod schema;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::pg::PgConnection;
@@ -13,7 +14,17 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::{ApiError, ApiResult};
 
-pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+/// The r2d2 pool plus an async gate with one permit per connection. A request waits for a
+/// permit on the executor, so only requests that will get a connection occupy a blocking
+/// thread: without it, every queued request parked its own blocking thread inside r2d2
+/// (about 150 threads at 64 concurrent requests, and the context switches that go with them).
+#[derive(Clone)]
+pub struct PgPool {
+    connections: Pool<ConnectionManager<PgConnection>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    /// How long a request waits for a permit and then for a connection before it gets a 503.
+    wait: Duration,
+}
 
 /// `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -27,12 +38,17 @@ const MIGRATION_LOCK_KEY: i64 = 0x7765_6175_7468; // "weauth"
 /// is reported broken by diesel after its first failed query and then discarded
 /// (`tests/api/faults.rs` cuts the database mid-traffic to prove the pool recovers).
 pub fn build_pool(database_url: &str, max_size: u32, connect_timeout: Duration) -> PgPool {
-    Pool::builder()
+    let connections = Pool::builder()
         .max_size(max_size)
         .min_idle(Some(0))
         .connection_timeout(connect_timeout)
         .test_on_check_out(false)
-        .build_unchecked(ConnectionManager::new(database_url))
+        .build_unchecked(ConnectionManager::new(database_url));
+    PgPool {
+        connections,
+        permits: Arc::new(tokio::sync::Semaphore::new(max_size as usize)),
+        wait: connect_timeout,
+    }
 }
 
 /// Applies pending migrations under an advisory lock; returns the versions applied.
@@ -57,9 +73,14 @@ where
     F: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    let pool = pool.clone();
+    let permit = tokio::time::timeout(pool.wait, pool.permits.clone().acquire_owned())
+        .await
+        .map_err(|_| ApiError::database_unavailable("timed out waiting for a connection"))?
+        .map_err(ApiError::internal)?;
+    let connections = pool.connections.clone();
     actix_web::web::block(move || {
-        let mut conn = pool.get().map_err(ApiError::database_unavailable)?;
+        let _permit = permit;
+        let mut conn = connections.get().map_err(ApiError::database_unavailable)?;
         f(&mut conn)
     })
     .await

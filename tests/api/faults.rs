@@ -79,3 +79,50 @@ async fn database_outage_fails_fast_with_503_writes_nothing_and_recovers() {
     )
     .await;
 }
+
+/// Requests beyond the pool wait for a permit without a thread, and give up with a 503 after
+/// `WEAUTH_DB_CONNECT_TIMEOUT_MS` instead of queueing forever; the permits come back afterwards.
+#[tokio::test]
+async fn a_full_pool_makes_waiters_time_out_with_503_then_recovers() {
+    let db = TestDb::migrated();
+    let pool = weauth::db::build_pool(&db.url, 2, Duration::from_millis(300));
+    let hold = |pool: weauth::db::PgPool| async move {
+        weauth::db::run(&pool, |_conn| {
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(())
+        })
+        .await
+    };
+    let holders = [
+        tokio::spawn(hold(pool.clone())),
+        tokio::spawn(hold(pool.clone())),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let waiter = weauth::db::run(&pool, |_conn| Ok(())).await;
+    let waited = started.elapsed();
+    let err = waiter.expect_err("both connections are held");
+    assert_eq!(err.status.as_u16(), 503);
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1200),
+        "waited {waited:?}"
+    );
+
+    for holder in holders {
+        holder.await.unwrap().expect("holders finish");
+    }
+    let one: i64 = weauth::db::run(&pool, |conn| {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct One {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            one: i64,
+        }
+        let row: One = diesel::sql_query("SELECT 1::int8 AS one").get_result(conn)?;
+        Ok(row.one)
+    })
+    .await
+    .expect("the pool serves again once the connections are back");
+    assert_eq!(one, 1);
+}

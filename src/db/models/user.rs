@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::identity::{Identity, IdentityJson};
 use super::INSTANCE_ID;
-use crate::db::schema::users;
+use crate::db::schema::{identities, users};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Varchar>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
 
@@ -212,15 +212,36 @@ pub struct UserJson<'a> {
     pub is_anonymous: bool,
 }
 
-/// A user with their identities: what GoTrue's user JSON shows.
+/// A user with their identities (oldest first): what GoTrue's user JSON shows. One round trip.
 pub fn find_with_identities(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> QueryResult<Option<(User, Vec<Identity>)>> {
-    match find_by_id(conn, id)? {
-        Some(user) => Ok(Some((user, super::identity::for_user(conn, id)?))),
-        None => Ok(None),
-    }
+    let rows = users::table
+        .find(id)
+        .left_join(identities::table.on(identities::user_id.eq(users::id)))
+        .order(identities::created_at.asc())
+        .select((User::as_select(), Option::<Identity>::as_select()))
+        .load::<(User, Option<Identity>)>(conn)?;
+    Ok(fold_identities(
+        rows.into_iter()
+            .map(|(user, identity)| (user, (), identity)),
+    )
+    .map(|(user, (), identities)| (user, identities)))
+}
+
+/// Folds `user LEFT JOIN identities` rows (the user repeated on each) into the user and a list.
+/// `extra` is whatever else the query selected per user (taken from the first row).
+pub fn fold_identities<T>(
+    rows: impl IntoIterator<Item = (User, T, Option<Identity>)>,
+) -> Option<(User, T, Vec<Identity>)> {
+    let mut rows = rows.into_iter();
+    let (user, extra, first) = rows.next()?;
+    let identities = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, _, i)| i))
+        .collect();
+    Some((user, extra, identities))
 }
 
 pub fn find_by_id(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<User>> {
