@@ -117,19 +117,18 @@ impl WechatService {
     }
 
     /// Runs a business call with the app's access token; if WeChat says the token is bad, it is
-    /// dropped from the cache (only if still the cached one), fetched again and the call retried
-    /// once.
+    /// dropped from the caches (only where it is still the cached one), a different one is
+    /// obtained and the call retried once.
     async fn with_access_token<T, F, Fut>(&self, app: &WechatApp, call: F) -> Result<T, WechatError>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, WechatError>>,
     {
-        let token = self.access_token(app).await?;
+        let token = self.access_token(app, None).await?;
         match call(token.clone()).await {
             Err(e) if e.is_bad_access_token() => {
                 tracing::info!(app_id = %app.app_id, "WeChat rejected the cached access token; fetching a new one");
-                self.invalidate(app, &token).await?;
-                call(self.access_token(app).await?).await
+                call(self.access_token(app, Some(&token)).await?).await
             }
             other => other,
         }
@@ -151,22 +150,41 @@ impl WechatService {
 
     /// The app's access token: from memory, else from PostgreSQL, else fetched from WeChat by
     /// exactly one instance (the holder of the database lease) while the others wait for it.
-    async fn access_token(&self, app: &WechatApp) -> Result<String, WechatError> {
-        if let Some(token) = self.local_token(&app.app_id) {
+    ///
+    /// `dead` is a token WeChat just refused. It is removed from both caches (compare-and-delete)
+    /// and never returned, even if a concurrent request read it from the database a moment
+    /// before and put it back into memory.
+    async fn access_token(
+        &self,
+        app: &WechatApp,
+        dead: Option<&str>,
+    ) -> Result<String, WechatError> {
+        let alive = |token: &String| Some(token.as_str()) != dead;
+        if let Some(dead) = dead {
+            let mut cache = self.local_tokens.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.get(&app.app_id).is_some_and(|(t, _)| t == dead) {
+                cache.remove(&app.app_id);
+            }
+        }
+        if let Some(token) = self.local_token(&app.app_id).filter(alive) {
             return Ok(token);
         }
         let _guard = match self.refresh_locks.get(&app.app_id) {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
-        if let Some(token) = self.local_token(&app.app_id) {
+        if let Some(token) = self.local_token(&app.app_id).filter(alive) {
             return Ok(token);
         }
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(TOKEN_LEASE_SECS as u64 + 5);
         loop {
             let app_id = app.app_id.clone();
+            let dead = dead.map(str::to_string);
             let (cached, leased) = db::run(&self.pool, move |conn| {
+                if let Some(dead) = &dead {
+                    store::invalidate_access_token(conn, &app_id, dead)?;
+                }
                 if let Some(found) = store::valid_access_token(conn, &app_id, TOKEN_MARGIN_SECS)? {
                     return Ok((Some(found), false));
                 }
@@ -216,21 +234,6 @@ impl WechatService {
                 Err(e)
             }
         }
-    }
-
-    async fn invalidate(&self, app: &WechatApp, token: &str) -> Result<(), WechatError> {
-        {
-            let mut cache = self.local_tokens.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.get(&app.app_id).is_some_and(|(t, _)| t == token) {
-                cache.remove(&app.app_id);
-            }
-        }
-        let (app_id, token) = (app.app_id.clone(), token.to_string());
-        db::run(&self.pool, move |conn| {
-            Ok(store::invalidate_access_token(conn, &app_id, &token)?)
-        })
-        .await
-        .map_err(db_unavailable)
     }
 }
 

@@ -491,6 +491,57 @@ async fn access_token_is_fetched_once_shared_and_refreshed_after_expiry() {
     assert_eq!(emu.stats().await["stable_token_calls"], json!(2));
 }
 
+/// WeChat kills the token a fresh instance finds in the database while requests keep arriving
+/// (the benchmark's bind_phone cell hit this): every request still succeeds, and the token is
+/// fetched once per kill. A request whose retry was handed the same dead token again (another
+/// request had just read it from the database and cached it) used to fail with 502. The race
+/// is timing-dependent, so the scenario runs three times.
+#[tokio::test]
+async fn a_dead_cached_token_under_load_is_replaced_once_and_no_call_fails() {
+    let app = TestApp::builder().wechat().spawn();
+    let emu = app.emulator();
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        let session = wechat_session(&app, &format!("load{i}")).await;
+        tokens.push(session["access_token"].as_str().unwrap().to_string());
+    }
+    let code = emu.phone_code(APP_ID, "+8613700000000").await;
+    expect_json(
+        app.get_auth(&format!("/wechat_mini/bind_phone?code={code}"), &tokens[0])
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(emu.stats().await["stable_token_calls"], json!(1));
+
+    for round in 0..3 {
+        emu.post("/emulator/expire-access-tokens", json!({})).await;
+        // A fresh instance (empty in-memory cache) reads the dead token from the database.
+        let (second, _server) = app.second_instance();
+        let mut calls = Vec::new();
+        for i in 0..64 {
+            let phone = format!("+86137{round}{i:07}");
+            let code = emu.phone_code(APP_ID, &phone).await;
+            let (client, url, token) = (
+                app.client.clone(),
+                format!("{second}/wechat_mini/bind_phone?code={code}"),
+                tokens[i % tokens.len()].clone(),
+            );
+            calls.push(tokio::spawn(async move {
+                // Staggered, so new requests keep arriving while the token is being replaced.
+                tokio::time::sleep(std::time::Duration::from_micros(i as u64 * 500)).await;
+                let res = client.get(url).bearer_auth(token).send().await.unwrap();
+                (res.status().as_u16(), res.text().await.unwrap())
+            }));
+        }
+        for call in calls {
+            let (status, body) = call.await.unwrap();
+            assert_eq!(status, 200, "round {round}: {body}");
+        }
+        assert_eq!(emu.stats().await["stable_token_calls"], json!(2 + round));
+    }
+}
+
 #[tokio::test]
 async fn unlimited_qrcode_returns_a_png_and_validates_before_spending_quota() {
     let app = TestApp::builder().wechat().spawn();
