@@ -14,6 +14,8 @@
 #   BENCH_POOL_SIZE=16 BENCH_POOL_SWEEP="4 8 16 32 64" (pool sizes tried at the highest
 #   concurrency for BENCH_POOL_SCENARIOS="user refresh login_returning"; empty to skip)
 #   BENCH_RETURNING_USERS=256 BENCH_OUT=BENCHMARKS.md BENCH_RESULTS_DIR=bench/results
+#   BENCH_PGBENCH_MODE=prepared (pgbench -M: "extended" parses every statement again, as weauth
+#   does for its raw-SQL and update statements)
 #   SOAK_DURATION=600 SOAK_CONCURRENCY=64 SOAK_SAMPLE=15
 set -euo pipefail
 
@@ -29,6 +31,7 @@ BENCH_POOL_SIZE=${BENCH_POOL_SIZE:-16}
 BENCH_POOL_SWEEP=${BENCH_POOL_SWEEP-"4 8 16 32 64"}
 BENCH_POOL_SCENARIOS=${BENCH_POOL_SCENARIOS:-"user refresh login_returning"}
 BENCH_RETURNING_USERS=${BENCH_RETURNING_USERS:-256}
+BENCH_PGBENCH_MODE=${BENCH_PGBENCH_MODE:-prepared}
 BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
 SOAK_DURATION=${SOAK_DURATION:-600}
@@ -189,7 +192,7 @@ pgbench_floor() { # scenario c [label clients]: clients defaults to c
     local secs=$BENCH_DURATION out=$WORK/pgbench-$scenario-$c-$label-$phase.txt
     [ $phase = warmup ] && secs=$BENCH_WARMUP
     rm -f "$WORK"/pgb_log*
-    (cd "$WORK" && pgbench -n -M prepared -c "$clients" -j 2 -T "$secs" \
+    (cd "$WORK" && pgbench -n -M "$BENCH_PGBENCH_MODE" -c "$clients" -j 2 -T "$secs" \
       -D run=$run -D nusers=$n -D clients=$clients -D i=0 -D s=0 \
       -l --log-prefix=pgb_log -f "$script" "$DB" >"$out" 2>&1) || {
       cat "$out" >&2
@@ -197,7 +200,7 @@ pgbench_floor() { # scenario c [label clients]: clients defaults to c
     }
   done
   "$LOADGEN" pgbench-result --scenario "$scenario" --concurrency "$c" --label "$label" \
-    --mode "prepared, -c $clients -j 2" --stdout "$out" --logs "$WORK" --log-prefix pgb_log \
+    --mode "$BENCH_PGBENCH_MODE, -c $clients -j 2" --stdout "$out" --logs "$WORK" --log-prefix pgb_log \
     --script "$script" --out "$RESULTS"
 }
 

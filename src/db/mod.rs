@@ -2,7 +2,10 @@
 //! async handlers into blocking diesel code.
 
 pub mod models;
+mod prepared;
 pub mod schema;
+
+pub use prepared::{prepared, PreparedSql};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -74,7 +74,7 @@ pub fn rotate(
     } else {
         ""
     };
-    diesel::sql_query(format!(
+    crate::db::prepared(format!(
         "WITH r AS (
            UPDATE auth.refresh_tokens SET revoked = true, updated_at = $2 WHERE id = $1
          ), s AS (
@@ -85,7 +85,7 @@ pub fn rotate(
     ))
     .bind::<BigInt, _>(old.id)
     .bind::<Timestamptz, _>(now)
-    .bind::<Text, _>(new_token)
+    .bind::<Text, _>(new_token.to_string())
     .bind::<Text, _>(old.user_id.clone().unwrap_or_default())
     .bind::<SqlUuid, _>(old.session_id.unwrap_or_default())
     .bind::<Text, _>(old.token.clone().unwrap_or_default())

@@ -49,14 +49,14 @@ pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Uuid
          SELECT '00000000-0000-0000-0000-000000000000', $7, $2::text, false, $3, $3, id FROM s"
     );
     let audit_payload = new.audit.as_ref().map(|a| a.payload.to_string());
-    diesel::sql_query(sql)
+    crate::db::prepared(sql)
         .bind::<SqlUuid, _>(session_id)
         .bind::<SqlUuid, _>(new.user_id)
         .bind::<Timestamptz, _>(new.now)
-        .bind::<Nullable<Text>, _>(new.user_agent)
-        .bind::<Nullable<Text>, _>(new.ip.as_deref())
-        .bind::<Text, _>(new.method)
-        .bind::<Text, _>(new.refresh_token)
+        .bind::<Nullable<Text>, _>(new.user_agent.map(str::to_string))
+        .bind::<Nullable<Text>, _>(new.ip.clone())
+        .bind::<Text, _>(new.method.to_string())
+        .bind::<Text, _>(new.refresh_token.to_string())
         .bind::<Nullable<Text>, _>(audit_payload)
         .execute(conn)?;
     Ok(session_id)
