@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::config::PasswordHashConfig;
@@ -51,18 +51,28 @@ fn argon2_into(argon: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> 
     })
 }
 
+/// argon2's `len`-byte output for `password` and a PHC salt, on this thread's kept memory: what
+/// both [`hash`] and verification compute.
+fn argon2_output(
+    argon: &Argon2,
+    password: &str,
+    salt: Salt<'_>,
+    len: usize,
+) -> argon2::password_hash::Result<Output> {
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    Output::init_with(len, |out| {
+        Ok(argon2_into(argon, password.as_bytes(), salt_bytes, out)?)
+    })
+}
+
 /// Hashes a password with argon2id. CPU-heavy: call it on the [`HashPool`].
 pub fn hash(password: &str, cfg: &PasswordHashConfig) -> ApiResult<String> {
     let internal = |e: &dyn std::fmt::Display| ApiError::internal(e.to_string());
     let argon = hasher(cfg)?;
     let salt = SaltString::generate(&mut OsRng);
-    let mut salt_bytes = [0u8; 64];
-    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| internal(&e))?;
-    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
-        argon2_into(&argon, password.as_bytes(), salt_bytes, out)
-            .map_err(argon2::password_hash::Error::from)
-    })
-    .map_err(|e| internal(&e))?;
+    let output = argon2_output(&argon, password, salt.as_salt(), Params::DEFAULT_OUTPUT_LEN)
+        .map_err(|e| internal(&e))?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -95,14 +105,8 @@ fn verify_argon2(password: &str, hash: &str) -> Option<bool> {
     };
     let params = Params::try_from(&parsed).ok()?;
     let (salt, expected) = (parsed.salt?, parsed.hash?);
-    let mut salt_bytes = [0u8; 64];
-    let salt_bytes = salt.decode_b64(&mut salt_bytes).ok()?;
     let argon = Argon2::new(algorithm, version, params);
-    let computed = Output::init_with(expected.len(), |out| {
-        argon2_into(&argon, password.as_bytes(), salt_bytes, out)
-            .map_err(argon2::password_hash::Error::from)
-    })
-    .ok()?;
+    let computed = argon2_output(&argon, password, salt, expected.len()).ok()?;
     // `Output`'s equality is constant-time.
     Some(computed == expected)
 }
