@@ -158,6 +158,18 @@ impl ApiError {
     pub fn not_found(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, msg)
     }
+    pub fn conflict(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, msg)
+    }
+    pub fn too_many_requests(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, msg)
+    }
+    pub fn bad_gateway(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, code, msg)
+    }
+    pub fn service_unavailable(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, msg)
+    }
     pub fn validation(msg: impl Into<Cow<'static, str>>) -> Self {
         Self::bad_request(ErrorCode::ValidationFailed, msg)
     }

@@ -27,6 +27,12 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// List the per-client rate limits: variable, default, current value, what each guards.
+    RateLimits {
+        /// Print only the variable names, one per line (for scripts).
+        #[arg(long)]
+        names: bool,
+    },
     /// Run the WeChat API emulator for development and tests (default port 9911).
     WechatEmulator {
         /// Port to listen on (also `WEAUTH_EMULATOR_PORT`).
@@ -76,6 +82,10 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config).map(|_| ()),
+        Command::RateLimits { names } => {
+            print_rate_limits(&config, names);
+            Ok(())
+        }
         Command::WechatEmulator { port, host } => weauth::emulator::run(&config, &host, port),
     };
     match result {
@@ -88,13 +98,30 @@ fn main() -> ExitCode {
     }
 }
 
+fn print_rate_limits(config: &Config, names_only: bool) {
+    use weauth::rate_limit::Limit;
+    for limit in Limit::all() {
+        if names_only {
+            println!("{}", limit.env_var());
+        } else {
+            println!(
+                "{:<34} default {:>4}  now {:>4}  {}",
+                limit.env_var(),
+                limit.default_per_window(),
+                config.rate_limits.per_window(*limit),
+                limit.guards()
+            );
+        }
+    }
+}
+
 /// Applies migrations, waiting up to about a minute for the database to come up (containers
 /// often start before PostgreSQL accepts connections).
 fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut delay = std::time::Duration::from_millis(500);
     let mut attempt = 1;
     loop {
-        match db::run_migrations(&config.database_url) {
+        match db::run_migrations(&config.database.url) {
             Ok(applied) => {
                 tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
                 return Ok(());
@@ -115,7 +142,7 @@ fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         tracing::warn!("!!! GOTRUE_JWT_SECRET is not set: using the PUBLIC development secret. Anyone can forge tokens. Never run this in production. !!!");
     }
     migrate(&config)?;
-    let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+    let listener = TcpListener::bind((config.server.host.as_str(), config.server.port))?;
     tracing::info!(address = %listener.local_addr()?, wechat = config.wechat.enabled, "weauth listening");
     let state = AppState::new(config)?;
     actix_web::rt::System::new()

@@ -7,8 +7,8 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use strum::VariantArray;
 
 use crate::config::RateLimitConfig;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -17,27 +17,67 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 const WINDOW: Duration = Duration::from_secs(300);
 const MAX_BURST: u32 = 30;
 
-/// What a request spends.
-#[derive(Clone, Copy, Debug)]
+/// What a request spends. Adding a limit means adding a variant here and its arms below: the
+/// configuration, `weauth rate-limits` and the tests' list of limits derive from
+/// [`Limit::VARIANTS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray)]
 pub enum Limit {
-    /// Every `/token` call (`GOTRUE_RATE_LIMIT_TOKEN_REFRESH`).
+    /// Every `/token` call.
     Token,
-    /// Password sign-in attempts, on top of [`Limit::Token`] (`WEAUTH_RATE_LIMIT_PASSWORD`).
+    /// Password sign-in attempts, on top of [`Limit::Token`].
     Password,
-    /// Sign-ups and user updates (`GOTRUE_RATE_LIMIT_OTP`).
+    /// Sign-ups and user updates.
     Otp,
-    /// WeChat code exchanges: login and account binding (`WEAUTH_RATE_LIMIT_WECHAT_LOGIN`).
+    /// WeChat code exchanges: login and account binding.
     WechatLogin,
-    /// WeChat phone number look-ups, which WeChat bills (`WEAUTH_RATE_LIMIT_WECHAT_PHONE`).
+    /// WeChat phone number look-ups, which WeChat bills.
     WechatPhone,
-    /// WeChat QR codes, which spend the app's quota (`WEAUTH_RATE_LIMIT_WECHAT_QRCODE`).
+    /// WeChat QR codes, which spend the app's quota.
     WechatQrcode,
 }
 
-const LIMITS: usize = 6;
+impl Limit {
+    /// Every limit, in declaration order (derived by strum, so it cannot miss one).
+    pub fn all() -> &'static [Limit] {
+        Self::VARIANTS
+    }
+
+    /// The variable that sets this limit (requests per 5 minutes per client, 0 = unlimited).
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Limit::Token => "GOTRUE_RATE_LIMIT_TOKEN_REFRESH",
+            Limit::Password => "WEAUTH_RATE_LIMIT_PASSWORD",
+            Limit::Otp => "GOTRUE_RATE_LIMIT_OTP",
+            Limit::WechatLogin => "WEAUTH_RATE_LIMIT_WECHAT_LOGIN",
+            Limit::WechatPhone => "WEAUTH_RATE_LIMIT_WECHAT_PHONE",
+            Limit::WechatQrcode => "WEAUTH_RATE_LIMIT_WECHAT_QRCODE",
+        }
+    }
+
+    /// GoTrue's default where GoTrue has the limit.
+    pub fn default_per_window(self) -> u32 {
+        match self {
+            Limit::Token | Limit::WechatLogin => 150,
+            Limit::Password | Limit::Otp | Limit::WechatPhone | Limit::WechatQrcode => 30,
+        }
+    }
+
+    /// What the limit guards, for `weauth rate-limits`.
+    pub fn guards(self) -> &'static str {
+        match self {
+            Limit::Token => "every POST /token",
+            Limit::Password => "password sign-ins (on top of the /token limit)",
+            Limit::Otp => "POST /signup and PUT /user",
+            Limit::WechatLogin => "WeChat login and account binding",
+            Limit::WechatPhone => "WeChat phone-number binding (billed by WeChat)",
+            Limit::WechatQrcode => "WeChat QR codes (spend the app's quota)",
+        }
+    }
+}
 
 pub struct RateLimits {
-    limiters: [Option<DefaultKeyedRateLimiter<String>>; LIMITS],
+    /// One limiter per [`Limit`], in [`Limit::VARIANTS`] order; `None` when unlimited.
+    limiters: Vec<Option<DefaultKeyedRateLimiter<String>>>,
     checks: AtomicU64,
 }
 
@@ -51,22 +91,17 @@ fn limiter(per_window: u32) -> Option<DefaultKeyedRateLimiter<String>> {
 impl RateLimits {
     pub fn new(cfg: &RateLimitConfig) -> RateLimits {
         RateLimits {
-            limiters: [
-                limiter(cfg.token_refresh),
-                limiter(cfg.password),
-                limiter(cfg.otp),
-                limiter(cfg.wechat_login),
-                limiter(cfg.wechat_phone),
-                limiter(cfg.wechat_qrcode),
-            ],
+            limiters: Limit::VARIANTS
+                .iter()
+                .map(|l| limiter(cfg.per_window(*l)))
+                .collect(),
             checks: AtomicU64::new(0),
         }
     }
 
     /// Spends one request of `limit` for `client`; 429 `over_request_rate_limit` when none is left.
     pub fn check(&self, limit: Limit, client: &str) -> ApiResult<()> {
-        let index = limit as usize;
-        let Some(limiter) = &self.limiters[index] else {
+        let Some(limiter) = &self.limiters[limit as usize] else {
             return Ok(());
         };
         // Forget idle clients now and then so the table does not grow without bound.
@@ -77,8 +112,7 @@ impl RateLimits {
         }
         limiter.check_key(&client.to_string()).map_err(|_| {
             tracing::info!(?limit, "rate limit reached");
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
+            ApiError::too_many_requests(
                 ErrorCode::OverRequestRateLimit,
                 "Request rate limit reached",
             )
@@ -91,15 +125,22 @@ mod tests {
     use super::*;
 
     fn limits(n: u32) -> RateLimits {
-        RateLimits::new(&RateLimitConfig {
-            header: None,
-            token_refresh: n,
-            password: n,
-            otp: 0,
-            wechat_login: n,
-            wechat_phone: n,
-            wechat_qrcode: n,
-        })
+        let vars: Vec<(&str, String)> = Limit::VARIANTS
+            .iter()
+            .map(|l| {
+                (
+                    l.env_var(),
+                    if *l == Limit::Otp { 0 } else { n }.to_string(),
+                )
+            })
+            .collect();
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let v = crate::config::Vars::new(&lookup).unwrap();
+        RateLimits::new(&RateLimitConfig::read(&v).unwrap())
     }
 
     #[test]
@@ -109,7 +150,7 @@ mod tests {
             l.check(Limit::Token, "1.2.3.4").unwrap();
         }
         let err = l.check(Limit::Token, "1.2.3.4").unwrap_err();
-        assert_eq!(err.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(err.status, actix_web::http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(err.code, ErrorCode::OverRequestRateLimit);
         // Other clients and other limits are unaffected; zero means unlimited.
         l.check(Limit::Token, "5.6.7.8").unwrap();

@@ -35,14 +35,14 @@ impl AppState {
     pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
         let config = Arc::new(config);
         let pool = db::build_pool(
-            &config.database_url,
-            config.db_max_pool_size,
-            config.db_connect_timeout,
+            &config.database.url,
+            config.database.max_pool_size,
+            config.database.connect_timeout,
         );
         let dummy_hash =
-            password::dummy_hash(&config.password_hash).map_err(|e| format!("{e:?}"))?;
+            password::dummy_hash(&config.password.hash).map_err(|e| format!("{e:?}"))?;
         Ok(AppState {
-            jwt: JwtKeys::new(config.jwt_secret.expose()),
+            jwt: JwtKeys::new(config.jwt.secret.expose()),
             wechat: WechatService::new(config.clone(), pool.clone())?,
             dummy_hash,
             limits: RateLimits::new(&config.rate_limits),

@@ -57,7 +57,7 @@ pub fn issue_session(
 ) -> ApiResult<Grant> {
     let now = db_now();
     let refresh_token = new_refresh_token();
-    let audit = (!config.audit_log_disable_postgres).then(|| AuditEntry {
+    let audit = (!config.security.audit_log_disable_postgres).then(|| AuditEntry {
         action,
         payload: audit_payload(&user, action),
     });
@@ -143,11 +143,12 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
         // refreshing at once) it gets the session's current token back; after it, the token
         // is treated as stolen and the whole session is revoked.
         let revoked_at = current.updated_at.unwrap_or(now);
-        let within = now <= revoked_at + Duration::seconds(config.refresh_token_reuse_interval);
+        let within =
+            now <= revoked_at + Duration::seconds(config.security.refresh_token_reuse_interval);
         match refresh_token::active_for_session(conn, session_id)? {
             Some(active) if within => active.token.unwrap_or_default(),
             _ => {
-                if config.refresh_token_rotation_enabled {
+                if config.security.refresh_token_rotation_enabled {
                     session::delete(conn, session_id)?;
                     audit(conn, config, &user, "token_revoked")?;
                 }
@@ -156,8 +157,8 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
         }
     } else {
         let next = new_refresh_token();
-        let audit =
-            (!config.audit_log_disable_postgres).then(|| audit_payload(&user, "token_refreshed"));
+        let audit = (!config.security.audit_log_disable_postgres)
+            .then(|| audit_payload(&user, "token_refreshed"));
         refresh_token::rotate(conn, &current, &next, now, audit.as_ref())?;
         next
     };
@@ -175,7 +176,7 @@ pub fn refresh(conn: &mut PgConnection, config: &Config, token: &str) -> ApiResu
 }
 
 fn audit(conn: &mut PgConnection, config: &Config, user: &User, action: &str) -> ApiResult<()> {
-    if !config.audit_log_disable_postgres {
+    if !config.security.audit_log_disable_postgres {
         audit_log::insert(conn, audit_payload(user, action), None)?;
     }
     Ok(())

@@ -53,7 +53,7 @@ pub async fn admin_users(
     if let Some(filter) = &query.filter {
         validate::no_nul("filter", filter)?;
     }
-    let aud = state.config.jwt_aud.clone();
+    let aud = state.config.jwt.aud.clone();
     let filter = query.filter.clone();
     let (rows, total) = db::run(&state.pool, move |conn| {
         Ok(user::list(conn, &aud, filter.as_deref(), page, per_page)?)
@@ -75,7 +75,7 @@ pub async fn admin_users(
             HeaderValue::from(total),
         ))
         .insert_header((actix_web::http::header::LINK, links.join(", ")))
-        .json(json!({"users": users, "aud": state.config.jwt_aud})))
+        .json(json!({"users": users, "aud": state.config.jwt.aud})))
 }
 
 /// The request URL with `page` replaced, query keys sorted (Go's `url.Values.Encode`).
@@ -185,14 +185,14 @@ pub async fn admin_user_create(
 
     let (user, identities) = db::transaction(&state.pool, move |conn| {
         let now = db_now();
-        let aud = p.aud.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| config.jwt_aud.clone());
+        let aud = p.aud.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| config.jwt.aud.clone());
         if let Some(email) = &email {
             ensure_email_free(conn, &aud, email, None)?;
         }
         if let Some(phone) = &phone {
             ensure_phone_free(conn, phone, None)?;
         }
-        let role = p.role.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| config.jwt_default_group_name.clone());
+        let role = p.role.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| config.jwt.default_group_name.clone());
         let mut new = NewUser::new(id, &aud, &role, now);
         new.email = email.clone();
         new.phone = phone.clone();
@@ -247,7 +247,7 @@ async fn password_for(
             "Only a password or a password hash should be provided",
         )),
         (Some(pw), None) => {
-            let cfg = state.config.password_hash.clone();
+            let cfg = state.config.password.hash.clone();
             Ok(Some(
                 state
                     .hashing
@@ -338,7 +338,7 @@ pub async fn admin_user_update(
     let (email, phone) = p.validate()?;
     let ban = p.ban_duration.as_deref().map(parse_ban).transpose()?;
     if let Some(pw) = p.password.as_deref() {
-        password::check_strength(pw, config.password_min_length)?;
+        password::check_strength(pw, config.password.min_length)?;
     }
     let hash = password_for(&state, p.password, p.password_hash).await?;
 
@@ -373,7 +373,7 @@ pub async fn admin_user_update(
             let aud = current
                 .aud
                 .clone()
-                .unwrap_or_else(|| config.jwt_aud.clone());
+                .unwrap_or_else(|| config.jwt.aud.clone());
             ensure_email_free(conn, &aud, &email, Some(id))?;
             diesel::update(target)
                 .set(users::email.eq(&email))

@@ -32,7 +32,7 @@ pub async fn logout(
         .clone()
         .or(auth.user.phone.clone())
         .unwrap_or_default();
-    let audit = !state.config.audit_log_disable_postgres;
+    let audit = !state.config.security.audit_log_disable_postgres;
     db::transaction(&state.pool, move |conn| {
         // Deleting a session cascades to its refresh tokens; without a session id, always global.
         match (scope.as_str(), auth.session_id) {

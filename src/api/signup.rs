@@ -58,7 +58,7 @@ pub async fn signup(
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::Otp, &client)?;
     let config = state.config.clone();
-    if config.disable_signup {
+    if config.accounts.disable_signup {
         return Err(ApiError::unprocessable(
             ErrorCode::SignupDisabled,
             "Signups not allowed for this instance",
@@ -77,7 +77,7 @@ pub async fn signup(
     if password.is_empty() {
         return Err(ApiError::validation("Signup requires a valid password"));
     }
-    password::check_strength(&password, config.password_min_length)?;
+    password::check_strength(&password, config.password.min_length)?;
     let contact = match (email, phone) {
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(
@@ -85,7 +85,7 @@ pub async fn signup(
             ))
         }
         (Some(email), None) => {
-            if !config.external_email_enabled {
+            if !config.accounts.email_enabled {
                 return Err(ApiError::bad_request(
                     ErrorCode::EmailProviderDisabled,
                     "Email signups are disabled",
@@ -94,7 +94,7 @@ pub async fn signup(
             Contact::Email(validate::email(&email)?)
         }
         (None, Some(phone)) => {
-            if !config.external_phone_enabled {
+            if !config.accounts.phone_enabled {
                 return Err(ApiError::bad_request(
                     ErrorCode::PhoneProviderDisabled,
                     "Phone signups are disabled",
@@ -107,11 +107,11 @@ pub async fn signup(
     let data = params.data.unwrap_or_default();
     validate::metadata(&data)?;
     let autoconfirm = match contact {
-        Contact::Email(_) => config.mailer_autoconfirm,
-        Contact::Phone(_) => config.sms_autoconfirm,
+        Contact::Email(_) => config.accounts.mailer_autoconfirm,
+        Contact::Phone(_) => config.accounts.sms_autoconfirm,
     };
 
-    let hash_cfg = config.password_hash.clone();
+    let hash_cfg = config.password.hash.clone();
     let hash = state
         .hashing
         .run(move || password::hash(&password, &hash_cfg))
@@ -122,13 +122,13 @@ pub async fn signup(
     let outcome = db::transaction(&state.pool, move |conn| {
         let now = db_now();
         let existing = match &contact {
-            Contact::Email(email) => user::find_by_email(conn, &config.jwt_aud, email)?,
+            Contact::Email(email) => user::find_by_email(conn, &config.jwt.aud, email)?,
             Contact::Phone(phone) => user::find_by_phone(conn, phone)?,
         };
         let confirmed_now = autoconfirm.then_some(now);
         let user = match existing {
             Some(existing) if is_confirmed(&existing, &contact) => {
-                return if config.mailer_autoconfirm || config.sms_autoconfirm {
+                return if config.accounts.mailer_autoconfirm || config.accounts.sms_autoconfirm {
                     Err(ApiError::unprocessable(
                         ErrorCode::UserAlreadyExists,
                         "User already registered",
@@ -178,7 +178,7 @@ pub async fn signup(
         Outcome::Session(grant) => tokens::token_response(&state, &grant, None),
         Outcome::Unconfirmed(user, identities) => Ok(tokens::user_response(&user, &identities)),
         Outcome::Obfuscated => Ok(obfuscated_user(
-            &state.config.jwt_aud,
+            &state.config.jwt.aud,
             &fake_contact,
             fake_data,
         )),
@@ -204,7 +204,7 @@ fn create_user(
     now: chrono::DateTime<Utc>,
 ) -> ApiResult<User> {
     let id = Uuid::new_v4();
-    let mut new = NewUser::new(id, &config.jwt_aud, &config.jwt_default_group_name, now);
+    let mut new = NewUser::new(id, &config.jwt.aud, &config.jwt.default_group_name, now);
     new.encrypted_password = hash.to_string();
     new.confirmation_sent_at = confirmed_at.is_none().then_some(now);
     let mut identity_data = Map::new();

@@ -67,20 +67,20 @@ async fn password_grant(
         (Some(_), None) => true,
         (None, Some(_)) => false,
     };
-    if by_email && !config.external_email_enabled {
+    if by_email && !config.accounts.email_enabled {
         return Err(ApiError::unprocessable(
             ErrorCode::EmailProviderDisabled,
             "Email logins are disabled",
         ));
     }
-    if !by_email && !config.external_phone_enabled {
+    if !by_email && !config.accounts.phone_enabled {
         return Err(ApiError::unprocessable(
             ErrorCode::PhoneProviderDisabled,
             "Phone logins are disabled",
         ));
     }
 
-    let aud = config.jwt_aud.clone();
+    let aud = config.jwt.aud.clone();
     let found = db::run(&state.pool, move |conn| {
         Ok(match (email, phone) {
             (Some(email), _) => user::find_by_email(conn, &aud, &email)?,
@@ -99,7 +99,7 @@ async fn password_grant(
         .and_then(|u| u.encrypted_password.clone())
         .filter(|h| !h.is_empty());
     let hash = stored.clone().unwrap_or_else(|| state.dummy_hash.clone());
-    let hash_cfg = config.password_hash.clone();
+    let hash_cfg = config.password.hash.clone();
     let candidate = password.clone();
     let (matches, rehash) = state
         .hashing
@@ -146,7 +146,7 @@ async fn password_grant(
         tokens::issue_session(conn, &config, user, AMR_PASSWORD, "login", &client)
     })
     .await?;
-    let weak = password::check_strength(&password, state.config.password_min_length)
+    let weak = password::check_strength(&password, state.config.password.min_length)
         .err()
         .filter(|e| !e.weak_password_reasons.is_empty())
         .map(|e| json!({"message": e.msg, "reasons": e.weak_password_reasons}));

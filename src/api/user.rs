@@ -42,7 +42,7 @@ pub async fn user_update(
     let params = params.into_inner();
     let current = auth.user;
     if params.app_metadata.is_some()
-        && current.role.as_deref() != Some(config.jwt_admin_group_name.as_str())
+        && current.role.as_deref() != Some(config.jwt.admin_group_name.as_str())
     {
         return Err(ApiError::forbidden(
             ErrorCode::NotAdmin,
@@ -51,13 +51,13 @@ pub async fn user_update(
     }
     let email = validate::optional_email(params.email.as_deref())?;
     let phone = validate::optional_phone(params.phone.as_deref())?;
-    if email.is_some() && !config.external_email_enabled {
+    if email.is_some() && !config.accounts.email_enabled {
         return Err(ApiError::bad_request(
             ErrorCode::EmailProviderDisabled,
             "Email logins are disabled",
         ));
     }
-    if phone.is_some() && !config.external_phone_enabled {
+    if phone.is_some() && !config.accounts.phone_enabled {
         return Err(ApiError::bad_request(
             ErrorCode::PhoneProviderDisabled,
             "Phone logins are disabled",
@@ -75,9 +75,9 @@ pub async fn user_update(
 
     let new_hash = match params.password {
         Some(pw) => {
-            password::check_strength(&pw, config.password_min_length)?;
+            password::check_strength(&pw, config.password.min_length)?;
             let old = current.encrypted_password.clone().unwrap_or_default();
-            let hash_cfg = config.password_hash.clone();
+            let hash_cfg = config.password.hash.clone();
             let hashed = state
                 .hashing
                 .run(move || -> ApiResult<Option<String>> {
@@ -124,7 +124,7 @@ pub async fn user_update(
         if let Some(email) = email.filter(|e| Some(e) != current.email.as_ref()) {
             if user::email_taken(
                 conn,
-                current.aud.as_deref().unwrap_or(&config.jwt_aud),
+                current.aud.as_deref().unwrap_or(&config.jwt.aud),
                 &email,
                 Some(id),
             )? {
@@ -133,7 +133,7 @@ pub async fn user_update(
                     "A user with this email address has already been registered",
                 ));
             }
-            if config.mailer_autoconfirm {
+            if config.accounts.mailer_autoconfirm {
                 diesel::update(users::table.find(id))
                     .set((
                         users::email.eq(&email),
@@ -155,7 +155,7 @@ pub async fn user_update(
             }
         }
         if let Some(phone) = phone.filter(|p| Some(p) != current.phone.as_ref()) {
-            set_phone(conn, id, &phone, config.sms_autoconfirm, now)?;
+            set_phone(conn, id, &phone, config.accounts.sms_autoconfirm, now)?;
         }
         diesel::update(users::table.find(id))
             .set(users::updated_at.eq(now))

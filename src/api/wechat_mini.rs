@@ -341,14 +341,14 @@ fn find_or_create_user(
             return Ok((user, false));
         }
     }
-    if config.disable_signup {
+    if config.accounts.disable_signup {
         return Err(ApiError::unprocessable(
             ErrorCode::SignupDisabled,
             "Signups not allowed for this instance",
         ));
     }
     let id = Uuid::new_v4();
-    let mut new = NewUser::new(id, &config.jwt_aud, &config.jwt_default_group_name, now);
+    let mut new = NewUser::new(id, &config.jwt.aud, &config.jwt.default_group_name, now);
     new.raw_app_meta_data = json!({"provider": PROVIDER, "providers": [PROVIDER]});
     let user = user::insert(conn, &new)?;
     identity::insert(

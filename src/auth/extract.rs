@@ -168,7 +168,7 @@ impl FromRequest for AdminAuth {
             let (state, token) = prepared?;
             let claims = state.jwt.verify(&token)?;
             let role = claims.role.as_deref().unwrap_or("");
-            if !state.config.jwt_admin_roles.iter().any(|r| r == role) {
+            if !state.config.jwt.admin_roles.iter().any(|r| r == role) {
                 return Err(ApiError::forbidden(ErrorCode::NotAdmin, "User not allowed"));
             }
             // An admin token minted for a session must still have that session.

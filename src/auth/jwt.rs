@@ -113,14 +113,14 @@ pub fn claims_for(
     now: i64,
 ) -> AccessClaims {
     AccessClaims {
-        iss: config.jwt_issuer.clone(),
+        iss: config.jwt.issuer.clone(),
         sub: user.id.to_string(),
         aud: user
             .aud
             .clone()
             .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| config.jwt_aud.clone()),
-        exp: now + config.jwt_exp,
+            .unwrap_or_else(|| config.jwt.aud.clone()),
+        exp: now + config.jwt.exp,
         iat: now,
         email: user.email.clone().unwrap_or_default(),
         phone: user.phone.clone().unwrap_or_default(),
