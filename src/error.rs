@@ -370,3 +370,63 @@ pub async fn api_version_middleware(
 pub fn no_store() -> (HeaderName, HeaderValue) {
     (CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
+
+/// What a client sees when WeChat fails. Client mistakes are 4xx; WeChat being down or
+/// rejecting weauth's own credentials is 502/503, so the SDK may retry.
+impl From<crate::providers::wechat::WechatFailure> for ApiError {
+    fn from(f: crate::providers::wechat::WechatFailure) -> Self {
+        use crate::providers::wechat::{Api, WechatError};
+        use ErrorCode::*;
+        match (&f.error, f.api) {
+            (WechatError::Api { errcode: 40029, .. }, Api::Login) => ApiError::bad_request(
+                WechatCodeInvalid,
+                "Invalid or expired WeChat code, call wx.login again",
+            ),
+            (WechatError::Api { errcode: 40163, .. }, Api::Login) => ApiError::bad_request(
+                WechatCodeUsed,
+                "This WeChat code was already used, call wx.login again",
+            ),
+            (WechatError::Api { errcode: 40029 | 40163, .. }, Api::Phone) => {
+                ApiError::bad_request(
+                    WechatCodeInvalid,
+                    "Invalid or expired phone number code, ask the user to tap the button again",
+                )
+            }
+            (WechatError::Api { errcode: 40226, .. }, _) => {
+                ApiError::forbidden(WechatUserBlocked, "WeChat blocked this login as high-risk")
+            }
+            (WechatError::Api { errcode: 45011 | 45009 | 45033, .. }, _) => {
+                ApiError::too_many_requests(
+                    WechatRateLimited,
+                    "WeChat rate limit reached, please retry in a minute",
+                )
+            }
+            (
+                WechatError::Api {
+                    errcode: 40169 | 40129 | 40097 | 41030 | 47001 | 40159,
+                    errmsg,
+                },
+                Api::QrCode,
+            ) => ApiError::bad_request(
+                WechatInvalidRequest,
+                format!("WeChat rejected the QR code request: {errmsg}"),
+            ),
+            (WechatError::Api { errcode: -1, .. }, _)
+            | (WechatError::Timeout, _)
+            | (WechatError::Unreachable(_), _) => ApiError::service_unavailable(
+                WechatUnavailable,
+                "WeChat is temporarily unavailable, please retry",
+            ),
+            (WechatError::Garbage(_), _) => ApiError::bad_gateway(
+                WechatUnavailable,
+                "WeChat answered unexpectedly, please retry",
+            ),
+            (WechatError::Api { errcode, .. }, _) => ApiError::bad_gateway(
+                WechatMisconfigured,
+                format!(
+                    "WeChat rejected the server's request (errcode {errcode}); check the app id and secret"
+                ),
+            ),
+        }
+    }
+}

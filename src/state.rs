@@ -1,18 +1,21 @@
-//! What every handler shares: configuration, the database pool, keys and the WeChat client.
+//! What every flow shares: configuration, the database pool, the token keys, the outside
+//! providers and the rate limiters. Built once at start-up; handlers reach it as `web::Data`.
 
 use std::sync::Arc;
 
-use crate::auth::jwt::JwtKeys;
+use crate::auth::jwt::AccessTokens;
 use crate::auth::password;
 use crate::config::Config;
 use crate::db::{self, PgPool};
+use crate::flows::ClientInfo;
+use crate::providers::wechat::WechatService;
 use crate::rate_limit::{Limit, RateLimits};
-use crate::wechat::WechatService;
 
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
-    pub jwt: JwtKeys,
+    /// The key set access tokens are signed and verified with, and the claim rules.
+    pub tokens: AccessTokens,
     /// Verified against when a sign-in names an unknown user (equal timing).
     pub dummy_hash: String,
     pub wechat: WechatService,
@@ -23,11 +26,7 @@ pub struct AppState {
 
 impl AppState {
     /// Spends one request of `limit` for the caller (429 when the limit is reached).
-    pub fn limit(
-        &self,
-        limit: Limit,
-        client: &crate::auth::extract::ClientInfo,
-    ) -> crate::error::ApiResult<()> {
+    pub fn limit(&self, limit: Limit, client: &ClientInfo) -> crate::error::ApiResult<()> {
         self.limits.check(limit, &client.rate_key)
     }
 
@@ -42,8 +41,8 @@ impl AppState {
         let dummy_hash =
             password::dummy_hash(&config.password.hash).map_err(|e| format!("{e:?}"))?;
         Ok(AppState {
-            jwt: JwtKeys::new(config.jwt.secret.expose()),
-            wechat: WechatService::new(config.clone(), pool.clone())?,
+            tokens: AccessTokens::new(&config.jwt),
+            wechat: WechatService::new(&config.wechat, pool.clone())?,
             dummy_hash,
             limits: RateLimits::new(&config.rate_limits),
             hashing: password::HashPool::new(

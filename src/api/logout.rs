@@ -3,10 +3,9 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use crate::auth::extract::AuthUser;
-use crate::db;
-use crate::db::models::{audit_log, session};
-use crate::error::{ApiError, ApiResult};
+use super::extract::AuthUser;
+use crate::error::ApiResult;
+use crate::flows::logout::{self, Scope};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -16,39 +15,10 @@ pub struct LogoutQuery {
 
 pub async fn logout(
     state: web::Data<AppState>,
-    auth: AuthUser,
+    AuthUser(auth): AuthUser,
     query: web::Query<LogoutQuery>,
 ) -> ApiResult<HttpResponse> {
-    let scope = query.into_inner().scope.unwrap_or_default();
-    if !["", "global", "local", "others"].contains(&scope.as_str()) {
-        return Err(ApiError::validation(format!(
-            "Unsupported logout scope {scope:?}"
-        )));
-    }
-    let user_id = auth.user.id;
-    let name = auth
-        .user
-        .email
-        .clone()
-        .or(auth.user.phone.clone())
-        .unwrap_or_default();
-    let audit = !state.config.security.audit_log_disable_postgres;
-    db::transaction(&state.pool, move |conn| {
-        // Deleting a session cascades to its refresh tokens; without a session id, always global.
-        match (scope.as_str(), auth.session_id) {
-            ("local", Some(sid)) => session::delete(conn, sid)?,
-            ("others", Some(sid)) => session::delete_for_user(conn, user_id, Some(sid))?,
-            _ => session::delete_for_user(conn, user_id, None)?,
-        };
-        if audit {
-            audit_log::insert(
-                conn,
-                audit_log::payload(user_id, &name, "logout", None),
-                None,
-            )?;
-        }
-        Ok(())
-    })
-    .await?;
+    let scope = Scope::parse(query.scope.as_deref().unwrap_or_default())?;
+    logout::logout(&state, auth, scope).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,15 +1,18 @@
 //! The HTTP API: one module per GoTrue route group and the single route table, [`endpoints`].
+//! Handlers parse, call one flow (`crate::flows`) and render; [`extract`] authenticates callers
+//! and [`render`] writes GoTrue's response bodies.
 //! Every route is served at the root (like GoTrue) and under `/auth/v1` (what supabase-js and
 //! the WeChat SDK call when they talk to weauth directly, without Supabase's gateway).
 
 pub mod admin;
+pub mod extract;
 pub mod health;
 pub mod logout;
+pub mod render;
 pub mod settings;
 pub mod signup;
 pub mod token;
 pub mod user;
-pub mod validate;
 pub mod wechat_mini;
 
 use std::collections::BTreeMap;

@@ -1,12 +1,14 @@
-//! Access tokens: HS256 JWTs with GoTrue's claims (`internal/tokens/service.go`,
-//! `AccessTokenClaims`), checked the way GoTrue checks them (`internal/api/auth.go`).
+//! Access tokens: JWTs with GoTrue's claims (`internal/tokens/service.go`, `AccessTokenClaims`),
+//! signed and checked with a [`KeySet`] the way GoTrue checks them (`internal/api/auth.go`).
 
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::JwtConfig;
 use crate::error::{ApiError, ErrorCode};
+use crate::models::user::User;
 
 /// One entry of the `amr` claim.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -45,48 +47,83 @@ pub struct IncomingClaims {
     pub aud: Option<Value>,
 }
 
-/// Signing and verification keys, built once from `GOTRUE_JWT_SECRET`.
-#[derive(Clone)]
-pub struct JwtKeys {
-    encoding: EncodingKey,
+/// One signing or verification key: its `kid` (put into the header of tokens it signs) and
+/// algorithm. Today the only kind is GoTrue's HS256 secret; asymmetric keys (RS256, ES256 from
+/// `GOTRUE_JWT_KEYS`) are further entries of the same set.
+struct Key {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    /// `None` for keys that only verify (a retired key, or a public key).
+    encoding: Option<EncodingKey>,
     decoding: DecodingKey,
-    validation: Validation,
 }
 
-impl JwtKeys {
-    pub fn new(secret: &str) -> JwtKeys {
-        // Only HS256 is accepted: `alg: none` and every other algorithm fail before the
-        // signature is looked at. Like GoTrue: `exp`/`nbf` are checked when present, with no
-        // leeway; `aud` is not checked here.
-        let mut validation = Validation::new(Algorithm::HS256);
+/// The keys tokens are signed and verified with: one signs, every one verifies. A token names
+/// its key by `kid`; tokens without one (everything signed with `GOTRUE_JWT_SECRET`) are checked
+/// against the keys without a `kid` of the token's algorithm. Algorithms not in the set are
+/// refused before any signature is looked at, so `alg: none` can never pass.
+pub struct KeySet {
+    keys: Vec<Key>,
+    /// Index into `keys` of the key that signs.
+    signing: usize,
+}
+
+impl KeySet {
+    /// The set GoTrue builds from its configuration: today the HS256 `GOTRUE_JWT_SECRET`.
+    pub fn from_config(config: &JwtConfig) -> KeySet {
+        let secret = config.secret.expose().as_bytes();
+        KeySet {
+            keys: vec![Key {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                encoding: Some(EncodingKey::from_secret(secret)),
+                decoding: DecodingKey::from_secret(secret),
+            }],
+            signing: 0,
+        }
+    }
+
+    /// Signs `claims` with the signing key (its `kid` in the header when it has one).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, ApiError> {
+        let key = &self.keys[self.signing];
+        let encoding = key
+            .encoding
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("the signing key has no private part"))?;
+        let mut header = Header::new(key.algorithm);
+        header.kid = key.kid.clone();
+        encode(&header, claims, encoding).map_err(ApiError::internal)
+    }
+
+    /// Verifies signature, algorithm and time claims; 403 `bad_jwt` otherwise. Like GoTrue:
+    /// `exp`/`nbf` are checked when present, with no leeway; `aud` is not checked here.
+    pub fn verify<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, ApiError> {
+        let refused = |reason: &str| {
+            ApiError::forbidden(
+                ErrorCode::BadJwt,
+                format!("invalid JWT: unable to parse or verify signature, {reason}"),
+            )
+        };
+        let header = decode_header(token).map_err(|e| refused(describe(&e)))?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.algorithm == header.alg && k.kid == header.kid)
+            .ok_or_else(|| {
+                if self.keys.iter().any(|k| k.algorithm == header.alg) {
+                    refused("token signature is invalid: signature is invalid")
+                } else {
+                    refused("token is unverifiable: signing method is invalid")
+                }
+            })?;
+        let mut validation = Validation::new(key.algorithm);
         validation.leeway = 0;
         validation.validate_aud = false;
         validation.validate_nbf = true;
         validation.required_spec_claims.clear();
-        JwtKeys {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
-            validation,
-        }
-    }
-
-    pub fn sign(&self, claims: &AccessClaims) -> Result<String, ApiError> {
-        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(ApiError::internal)
-    }
-
-    /// Verifies signature, algorithm and time claims; 403 `bad_jwt` otherwise.
-    pub fn verify(&self, token: &str) -> Result<IncomingClaims, ApiError> {
-        decode::<IncomingClaims>(token, &self.decoding, &self.validation)
+        decode::<T>(token, &key.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(|e| {
-                ApiError::forbidden(
-                    ErrorCode::BadJwt,
-                    format!(
-                        "invalid JWT: unable to parse or verify signature, {}",
-                        describe(&e)
-                    ),
-                )
-            })
+            .map_err(|e| refused(describe(&e)))
     }
 }
 
@@ -104,32 +141,78 @@ fn describe(e: &jsonwebtoken::errors::Error) -> &'static str {
     }
 }
 
-/// Builds the claims for a user's session. `exp` is `iat + GOTRUE_JWT_EXP`.
-pub fn claims_for(
-    config: &Config,
-    user: &crate::db::models::user::User,
-    session_id: uuid::Uuid,
-    amr: Vec<Amr>,
-    now: i64,
-) -> AccessClaims {
-    AccessClaims {
-        iss: config.jwt.issuer.clone(),
-        sub: user.id.to_string(),
-        aud: user
-            .aud
-            .clone()
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| config.jwt.aud.clone()),
-        exp: now + config.jwt.exp,
-        iat: now,
-        email: user.email.clone().unwrap_or_default(),
-        phone: user.phone.clone().unwrap_or_default(),
-        app_metadata: user.app_metadata(),
-        user_metadata: user.user_metadata(),
-        role: user.role.clone().unwrap_or_default(),
-        aal: "aal1".to_string(),
-        amr,
-        session_id: session_id.to_string(),
-        is_anonymous: user.is_anonymous,
+/// Mints and checks access tokens: the key set plus GoTrue's claim rules from `GOTRUE_JWT_*`.
+pub struct AccessTokens {
+    pub keys: KeySet,
+    config: JwtConfig,
+}
+
+/// A freshly signed access token.
+pub struct AccessToken {
+    pub token: String,
+    /// Seconds since the epoch.
+    pub expires_at: i64,
+    pub expires_in: i64,
+}
+
+impl AccessTokens {
+    pub fn new(config: &JwtConfig) -> AccessTokens {
+        AccessTokens {
+            keys: KeySet::from_config(config),
+            config: config.clone(),
+        }
+    }
+
+    /// Signs an access token for `user` in `session_id` at assurance level `aal`.
+    pub fn mint(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        aal: &str,
+        amr: Vec<Amr>,
+        now: i64,
+    ) -> Result<AccessToken, ApiError> {
+        let claims = self.claims_for(user, session_id, aal, amr, now);
+        Ok(AccessToken {
+            token: self.keys.sign(&claims)?,
+            expires_at: claims.exp,
+            expires_in: claims.exp - now,
+        })
+    }
+
+    /// GoTrue's claims for a user's session. `exp` is `iat + GOTRUE_JWT_EXP`.
+    pub fn claims_for(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        aal: &str,
+        amr: Vec<Amr>,
+        now: i64,
+    ) -> AccessClaims {
+        AccessClaims {
+            iss: self.config.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: user
+                .aud
+                .clone()
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| self.config.aud.clone()),
+            exp: now + self.config.exp,
+            iat: now,
+            email: user.email.clone().unwrap_or_default(),
+            phone: user.phone.clone().unwrap_or_default(),
+            app_metadata: user.app_metadata(),
+            user_metadata: user.user_metadata(),
+            role: user.role.clone().unwrap_or_default(),
+            aal: aal.to_string(),
+            amr,
+            session_id: session_id.to_string(),
+            is_anonymous: user.is_anonymous,
+        }
+    }
+
+    /// Verifies an incoming token (see [`KeySet::verify`]).
+    pub fn verify(&self, token: &str) -> Result<IncomingClaims, ApiError> {
+        self.keys.verify(token)
     }
 }

@@ -1,7 +1,6 @@
-//! Authentication primitives: access tokens, password hashes, opaque refresh tokens and the
-//! extractors that turn an `Authorization` header into a caller.
+//! Authentication primitives: the key set access tokens are signed with ([`jwt`]), password
+//! hashes ([`password`]), opaque refresh tokens and constant-time comparison.
 
-pub mod extract;
 pub mod jwt;
 pub mod password;
 

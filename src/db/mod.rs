@@ -1,7 +1,6 @@
 //! PostgreSQL access: the r2d2 pool, the embedded migrations, and [`run`], the one bridge from
 //! async handlers into blocking diesel code.
 
-pub mod models;
 mod prepared;
 pub mod schema;
 

@@ -1,11 +1,11 @@
 //! The client side of WeChat's legacy open-data crypto (what `wx.getUserInfo` and the old
-//! `getPhoneNumber` produce), built on weauth's own [`crate::wechat::crypto`].
+//! `getPhoneNumber` produce), built on weauth's own [`crate::providers::wechat::crypto`].
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::state::random_bytes;
-use crate::wechat::crypto as wx;
+use crate::providers::wechat::crypto as wx;
 
 pub use wx::signature;
 

@@ -181,7 +181,7 @@ fn emulated_encryption_is_what_weauth_decrypts() {
     let (data, iv) = crypto::encrypt(VECTOR_KEY, payload).unwrap();
     assert_eq!(STANDARD.decode(&iv).unwrap().len(), 16);
     let plain =
-        crate::wechat::crypto::decrypt(VECTOR_KEY, &data, &iv, "wx4f4bc4dec97d474b").unwrap();
+        crate::providers::wechat::crypto::decrypt(VECTOR_KEY, &data, &iv, "wx4f4bc4dec97d474b").unwrap();
     assert_eq!(plain["hello"], "world");
     assert!(crypto::encrypt("not base64!", b"x").is_err());
     let parsed: Value = serde_json::from_str(VECTOR_PLAIN).unwrap();
@@ -515,7 +515,7 @@ async fn emulator_serves_wechat_and_control_apis() {
     let info = c.post("/emulator/user-info", json!({"appid": "wxtest1", "user": "alice", "userInfo": {"nickName": "Alice", "gender": 2}})).await.1;
     let raw = info["rawData"].as_str().unwrap();
     assert_eq!(info["signature"], crypto::signature(raw, &session_key));
-    let plain = crate::wechat::crypto::decrypt(
+    let plain = crate::providers::wechat::crypto::decrypt(
         &session_key,
         info["encryptedData"].as_str().unwrap(),
         info["iv"].as_str().unwrap(),

@@ -113,10 +113,15 @@ fn migrations_are_idempotent() {
     let db = TestDb::migrated();
     db.execute("DELETE FROM __diesel_schema_migrations");
     let applied = weauth::db::run_migrations(&db.url).unwrap();
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir()))
+        .count();
+    assert!(migrations >= 3);
     assert_eq!(
         applied.len(),
-        2,
-        "both migrations re-run cleanly on their own output"
+        migrations,
+        "every migration re-runs cleanly on its own output"
     );
 }
 

@@ -8,7 +8,15 @@ pub mod session;
 pub mod user;
 pub mod wechat;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// GoTrue writes the nil UUID into every legacy `instance_id` column and filters on it.
 pub const INSTANCE_ID: Uuid = Uuid::nil();
+
+/// `now` for rows written in this request, rounded to what PostgreSQL stores (microseconds), so
+/// in-memory copies match re-reads.
+pub fn db_now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}

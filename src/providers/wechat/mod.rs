@@ -1,22 +1,45 @@
 //! Everything that talks to WeChat's server API lives here: the HTTP client ([`client`]), the
-//! access token shared by every weauth instance through PostgreSQL, the mapping of WeChat's
-//! errors to API errors, and the legacy `encryptedData` crypto ([`crypto`]).
+//! access token shared by every weauth instance through PostgreSQL, and the legacy
+//! `encryptedData` crypto ([`crypto`]). Failures are [`WechatFailure`]s (which API, what went
+//! wrong); `error.rs` turns them into what the client sees.
 
 pub mod client;
 pub mod crypto;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, WechatApp};
-use crate::db::models::wechat as store;
+use crate::config::{WechatApp, WechatConfig};
+use crate::models::wechat as store;
 use crate::db::{self, PgPool};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use client::{CodeSession, PhoneInfo, QrCodeRequest, WechatClient, WechatError};
+use crate::error::ApiError;
+use client::{CodeSession, PhoneInfo, QrCodeRequest, WechatClient};
+pub use client::WechatError;
+
+/// The identity provider name of WeChat mini-program identities.
+pub const MINI_PROGRAM_PROVIDER: &str = "wechat";
+
+/// Every identity provider of WeChat's: their identities of one person share a unionid. Only the
+/// mini-program today; website, official-account and native-app logins join this list.
+pub const PROVIDERS: &[&str] = &[MINI_PROGRAM_PROVIDER];
+
+/// Which WeChat API failed; the same errcode means different things on different APIs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    Login,
+    Phone,
+    QrCode,
+}
+
+/// A failed WeChat call: which API and why.
+#[derive(Debug)]
+pub struct WechatFailure {
+    pub api: Api,
+    pub error: WechatError,
+}
 
 /// A cached token is refreshed this long before WeChat says it expires.
 const TOKEN_MARGIN_SECS: i64 = 120;
@@ -25,7 +48,6 @@ const TOKEN_LEASE_SECS: i32 = 15;
 
 /// The one place weauth calls WeChat from.
 pub struct WechatService {
-    config: Arc<Config>,
     pool: PgPool,
     client: WechatClient,
     /// Per-app copy of the token cached in PostgreSQL, so most calls skip the database.
@@ -36,10 +58,9 @@ pub struct WechatService {
 
 impl WechatService {
     pub fn new(
-        config: Arc<Config>,
+        wc: &WechatConfig,
         pool: PgPool,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let wc = &config.wechat;
         let client = WechatClient::new(&wc.api_url, wc.timeout, wc.qrcode_timeout)?;
         let refresh_locks = wc
             .apps
@@ -47,7 +68,6 @@ impl WechatService {
             .map(|id| (id.clone(), tokio::sync::Mutex::new(())))
             .collect();
         Ok(WechatService {
-            config,
             pool,
             client,
             local_tokens: Mutex::new(HashMap::new()),
@@ -55,52 +75,29 @@ impl WechatService {
         })
     }
 
-    /// Picks the app of a request: an explicit `appid`, else the app id in the `Referer` that
-    /// `wx.request` sends (`https://servicewechat.com/{appid}/{version}/page-frame.html`), else
-    /// the default app.
-    pub fn resolve_app(
-        &self,
-        explicit: Option<&str>,
-        referer: Option<&str>,
-    ) -> ApiResult<&WechatApp> {
-        let wc = &self.config.wechat;
-        if !wc.enabled {
-            return Err(ApiError::bad_request(
-                ErrorCode::ProviderDisabled,
-                "WeChat login is not enabled",
-            ));
-        }
-        let from_referer = referer
-            .and_then(|r| r.strip_prefix("https://servicewechat.com/"))
-            .and_then(|rest| rest.split('/').next());
-        let app_id = explicit
-            .filter(|a| !a.is_empty())
-            .or(from_referer.filter(|a| !a.is_empty()))
-            .or(wc.default_app_id.as_deref())
-            .ok_or_else(|| {
-                ApiError::bad_request(ErrorCode::ProviderDisabled, "WeChat login is not enabled")
-            })?;
-        wc.apps.get(app_id).ok_or_else(|| {
-            let shown: String = app_id.chars().take(64).collect();
-            ApiError::validation(format!("Unknown WeChat app id: {shown}"))
-        })
-    }
-
     /// Exchanges a `wx.login` code for the user's openid/unionid/session_key.
-    pub async fn code2session(&self, app: &WechatApp, code: &str) -> ApiResult<CodeSession> {
+    pub async fn code2session(
+        &self,
+        app: &WechatApp,
+        code: &str,
+    ) -> Result<CodeSession, WechatFailure> {
         self.client
             .code2session(app, code)
             .await
-            .map_err(|e| map_error(e, Api::Login))
+            .map_err(|e| failure(e, Api::Login))
     }
 
     /// Reads the phone number behind a getPhoneNumber `code`.
-    pub async fn phone_number(&self, app: &WechatApp, code: &str) -> ApiResult<PhoneInfo> {
+    pub async fn phone_number(
+        &self,
+        app: &WechatApp,
+        code: &str,
+    ) -> Result<PhoneInfo, WechatFailure> {
         self.with_access_token(app, |token| async move {
             self.client.phone_number(&token, code).await
         })
         .await
-        .map_err(|e| map_error(e, Api::Phone))
+        .map_err(|e| failure(e, Api::Phone))
     }
 
     /// Generates an unlimited mini-program code (image bytes).
@@ -108,12 +105,12 @@ impl WechatService {
         &self,
         app: &WechatApp,
         request: &QrCodeRequest,
-    ) -> ApiResult<Vec<u8>> {
+    ) -> Result<Vec<u8>, WechatFailure> {
         self.with_access_token(app, |token| async move {
             self.client.unlimited_qrcode(&token, request).await
         })
         .await
-        .map_err(|e| map_error(e, Api::QrCode))
+        .map_err(|e| failure(e, Api::QrCode))
     }
 
     /// Runs a business call with the app's access token; if WeChat says the token is bad, it is
@@ -241,51 +238,8 @@ fn db_unavailable(e: ApiError) -> WechatError {
     WechatError::Unreachable(format!("database: {e:?}"))
 }
 
-/// Which WeChat API failed; the same errcode means different things on different APIs.
-#[derive(Clone, Copy)]
-enum Api {
-    Login,
-    Phone,
-    QrCode,
-}
-
-/// Maps a WeChat failure to the error the client sees. Client mistakes are 4xx; WeChat being
-/// down or rejecting weauth's own credentials is 502/503, so the SDK may retry.
-fn map_error(e: WechatError, api: Api) -> ApiError {
-    use ErrorCode::*;
-    let err = match (&e, api) {
-        (WechatError::Api { errcode: 40029, .. }, Api::Login) => {
-            ApiError::bad_request(WechatCodeInvalid, "Invalid or expired WeChat code, call wx.login again")
-        }
-        (WechatError::Api { errcode: 40163, .. }, Api::Login) => {
-            ApiError::bad_request(WechatCodeUsed, "This WeChat code was already used, call wx.login again")
-        }
-        (WechatError::Api { errcode: 40029 | 40163, .. }, Api::Phone) => {
-            ApiError::bad_request(WechatCodeInvalid, "Invalid or expired phone number code, ask the user to tap the button again")
-        }
-        (WechatError::Api { errcode: 40226, .. }, _) => {
-            ApiError::forbidden(WechatUserBlocked, "WeChat blocked this login as high-risk")
-        }
-        (WechatError::Api { errcode: 45011 | 45009 | 45033, .. }, _) => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            WechatRateLimited,
-            "WeChat rate limit reached, please retry in a minute",
-        ),
-        (WechatError::Api { errcode: 40169 | 40129 | 40097 | 41030 | 47001 | 40159, errmsg }, Api::QrCode) => {
-            ApiError::bad_request(WechatInvalidRequest, format!("WeChat rejected the QR code request: {errmsg}"))
-        }
-        (WechatError::Api { errcode: -1, .. }, _) | (WechatError::Timeout, _) | (WechatError::Unreachable(_), _) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, WechatUnavailable, "WeChat is temporarily unavailable, please retry")
-        }
-        (WechatError::Garbage(_), _) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, WechatUnavailable, "WeChat answered unexpectedly, please retry")
-        }
-        (WechatError::Api { errcode, .. }, _) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            WechatMisconfigured,
-            format!("WeChat rejected the server's request (errcode {errcode}); check the app id and secret"),
-        ),
-    };
-    tracing::warn!(error = %e, "WeChat call failed");
-    err
+/// Logs a failed call once (errcodes and transport reasons, never URLs or secrets).
+fn failure(error: WechatError, api: Api) -> WechatFailure {
+    tracing::warn!(error = %error, ?api, "WeChat call failed");
+    WechatFailure { api, error }
 }

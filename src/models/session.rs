@@ -5,23 +5,22 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use crate::db::schema::{mfa_amr_claims, sessions};
+use super::audit_log::{self, AuditEntry};
+use crate::db::schema::sessions;
 
 /// What a new session needs; written with [`create`].
 pub struct NewSession<'a> {
     pub user_id: Uuid,
+    /// GoTrue's `aal_level` (`aal1`, `aal2`).
+    pub aal: &'a str,
+    /// The amr method of the sign-in (`password`, `otp`, `oauth`, ...).
     pub method: &'a str,
     pub refresh_token: &'a str,
     pub user_agent: Option<&'a str>,
     pub ip: Option<String>,
     pub now: DateTime<Utc>,
-    /// Also record GoTrue's `login` audit entry in the same statement.
+    /// Also record this audit entry in the same statement.
     pub audit: Option<AuditEntry<'a>>,
-}
-
-pub struct AuditEntry<'a> {
-    pub action: &'a str,
-    pub payload: serde_json::Value,
 }
 
 /// Creates a session with its amr claim and first refresh token, bumps the user's
@@ -29,16 +28,14 @@ pub struct AuditEntry<'a> {
 /// all or nothing. Returns the session id.
 pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Uuid> {
     let session_id = Uuid::new_v4();
-    let audit_cte = if new.audit.is_some() {
-        ", l AS (INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address)
-                 VALUES ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), $8::json, $3, coalesce($5, '')))"
-    } else {
-        ""
+    let audit_cte = match new.audit {
+        Some(_) => format!(", l AS ({})", audit_log::insert_sql("$8", "$3", "$5")),
+        None => String::new(),
     };
     let sql = format!(
         "WITH s AS (
            INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip)
-           VALUES ($1, $2, $3, $3, 'aal1', $4, $5::inet) RETURNING id
+           VALUES ($1, $2, $3, $3, $9::auth.aal_level, $4, $5::inet) RETURNING id
          ), a AS (
            INSERT INTO auth.mfa_amr_claims (id, session_id, created_at, updated_at, authentication_method)
            SELECT gen_random_uuid(), id, $3, $3, $6 FROM s
@@ -48,7 +45,7 @@ pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Uuid
          INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, session_id)
          SELECT '00000000-0000-0000-0000-000000000000', $7, $2::text, false, $3, $3, id FROM s"
     );
-    let audit_payload = new.audit.as_ref().map(|a| a.payload.to_string());
+    let audit_payload = new.audit.as_ref().map(|a| a.payload().to_string());
     crate::db::prepared(sql)
         .bind::<SqlUuid, _>(session_id)
         .bind::<SqlUuid, _>(new.user_id)
@@ -58,31 +55,43 @@ pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Uuid
         .bind::<Text, _>(new.method.to_string())
         .bind::<Text, _>(new.refresh_token.to_string())
         .bind::<Nullable<Text>, _>(audit_payload)
+        .bind::<Text, _>(new.aal.to_string())
         .execute(conn)?;
     Ok(session_id)
 }
 
-/// True when the session exists and belongs to the user.
-pub fn exists(conn: &mut PgConnection, session_id: Uuid, user_id: Uuid) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        sessions::table
-            .filter(sessions::id.eq(session_id))
-            .filter(sessions::user_id.eq(user_id)),
-    ))
-    .get_result(conn)
+/// True when the session still exists.
+pub fn exists(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(sessions::table.find(session_id))).get_result(conn)
 }
 
-/// The session's amr claims, newest first, as `(method, unix timestamp)`.
-pub fn amr(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<Vec<(String, i64)>> {
-    let rows: Vec<(String, DateTime<Utc>)> = mfa_amr_claims::table
-        .filter(mfa_amr_claims::session_id.eq(session_id))
-        .order(mfa_amr_claims::updated_at.desc())
-        .select((
-            mfa_amr_claims::authentication_method,
-            mfa_amr_claims::updated_at,
-        ))
-        .load(conn)?;
-    Ok(rows.into_iter().map(|(m, t)| (m, t.timestamp())).collect())
+/// The session's assurance level (`aal1` when GoTrue left it NULL) and its amr claims, newest
+/// first, as `(method, unix timestamp)`: one round trip.
+pub fn assurance(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<(String, Vec<(String, i64)>)> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        aal: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        method: Option<String>,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Row> = crate::db::prepared(
+        "SELECT coalesce(s.aal::text, 'aal1') AS aal, a.authentication_method AS method, a.updated_at AS at
+         FROM auth.sessions s LEFT JOIN auth.mfa_amr_claims a ON a.session_id = s.id
+         WHERE s.id = $1 ORDER BY a.updated_at DESC",
+    )
+    .bind::<SqlUuid, _>(session_id)
+    .load(conn)?;
+    let aal = rows
+        .first()
+        .map_or_else(|| "aal1".to_string(), |r| r.aal.clone());
+    let amr = rows
+        .into_iter()
+        .filter_map(|r| Some((r.method?, r.at?.timestamp())))
+        .collect();
+    Ok((aal, amr))
 }
 
 /// Deletes sessions (cascading to their refresh tokens and amr claims). `keep` spares one.

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::identity::{Identity, IdentityJson};
 use super::INSTANCE_ID;
-use crate::db::schema::{identities, users};
+use crate::db::schema::{identities, sessions, users};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Varchar>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
 
@@ -295,6 +295,88 @@ pub fn insert(conn: &mut PgConnection, new: &NewUser) -> QueryResult<User> {
         .values(new)
         .returning(User::as_returning())
         .get_result(conn)
+}
+
+/// The columns one update may change, written in one `UPDATE` (a `None` field is left as it is).
+/// `updated_at` is always part of an update.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub role: Option<String>,
+    pub email: Option<Option<String>>,
+    pub email_confirmed_at: Option<Option<DateTime<Utc>>>,
+    pub email_change: Option<String>,
+    pub email_change_sent_at: Option<Option<DateTime<Utc>>>,
+    pub phone: Option<Option<String>>,
+    pub phone_confirmed_at: Option<Option<DateTime<Utc>>>,
+    pub phone_change: Option<String>,
+    pub phone_change_sent_at: Option<Option<DateTime<Utc>>>,
+    pub encrypted_password: Option<String>,
+    pub confirmation_sent_at: Option<Option<DateTime<Utc>>>,
+    pub raw_app_meta_data: Option<Value>,
+    pub raw_user_meta_data: Option<Value>,
+    pub banned_until: Option<Option<DateTime<Utc>>>,
+    pub deleted_at: Option<Option<DateTime<Utc>>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Applies `changes` (and `updated_at = now`) in one statement; `None` when the user is gone.
+pub fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    mut changes: UserChanges,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<User>> {
+    changes.updated_at = Some(now);
+    diesel::update(users::table.find(id))
+        .set(changes)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+/// The row an access token names, whether the token's session still exists, and the user's
+/// identities: one round trip (identities come one row each, the user repeated).
+pub fn find_for_token(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+) -> QueryResult<Option<(User, Option<Uuid>, Vec<Identity>)>> {
+    let rows = users::table
+        .find(user_id)
+        .left_join(
+            sessions::table.on(sessions::id
+                .eq(session_id.unwrap_or_default())
+                .and(sessions::user_id.eq(users::id))),
+        )
+        .left_join(identities::table.on(identities::user_id.eq(users::id)))
+        .order(identities::created_at.asc())
+        .select((
+            User::as_select(),
+            sessions::id.nullable(),
+            Option::<Identity>::as_select(),
+        ))
+        .load::<(User, Option<Uuid>, Option<Identity>)>(conn)?;
+    Ok(fold_identities(rows))
+}
+
+/// Soft delete (GoTrue `adminUserDelete` with `should_soft_delete`): the row stays for audit,
+/// its e-mail, phone and password are cleared so they can be used again. `false` when the
+/// user does not exist. Sessions and identities are the caller's to remove.
+pub fn soft_delete(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<bool> {
+    let changes = UserChanges {
+        deleted_at: Some(Some(now)),
+        email: Some(None),
+        phone: Some(None),
+        encrypted_password: Some(String::new()),
+        ..Default::default()
+    };
+    Ok(update(conn, id, changes, now)?.is_some())
+}
+
+/// Deletes the user (cascading to identities, sessions, refresh tokens, factors, ...).
+pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<bool> {
+    Ok(diesel::delete(users::table.find(id)).execute(conn)? > 0)
 }
 
 /// Merges `changes` into a metadata object the way GoTrue does: a JSON `null` deletes the key.

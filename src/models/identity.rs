@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::db::schema::identities;
+use super::user::User;
+use crate::db::schema::{identities, users};
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = identities)]
@@ -53,6 +54,44 @@ impl NewIdentity {
             created_at: now,
             updated_at: now,
         }
+    }
+}
+
+/// `identity_data` as GoTrue writes it for the e-mail and phone providers: `sub` (the user id),
+/// the address, and its verification flags. Every such identity is built here.
+pub struct IdentityData(Map<String, Value>);
+
+impl IdentityData {
+    pub fn new(user_id: Uuid) -> IdentityData {
+        let mut data = Map::new();
+        data.insert("sub".into(), Value::String(user_id.to_string()));
+        IdentityData(data)
+    }
+    pub fn email(mut self, email: &str) -> Self {
+        self.0.insert("email".into(), Value::String(email.to_string()));
+        self
+    }
+    pub fn phone(mut self, phone: &str) -> Self {
+        self.0.insert("phone".into(), Value::String(phone.to_string()));
+        self
+    }
+    pub fn email_verified(mut self, verified: bool) -> Self {
+        self.0.insert("email_verified".into(), Value::Bool(verified));
+        self
+    }
+    pub fn phone_verified(mut self, verified: bool) -> Self {
+        self.0.insert("phone_verified".into(), Value::Bool(verified));
+        self
+    }
+    /// Adds the keys of `extra` this data does not have (sign-up metadata, as GoTrue does).
+    pub fn with_missing(mut self, extra: &Map<String, Value>) -> Self {
+        for (k, v) in extra {
+            self.0.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        self
+    }
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
     }
 }
 
@@ -113,6 +152,64 @@ pub fn find(
         .select(Identity::as_select())
         .first(conn)
         .optional()
+}
+
+/// The identity of `provider`/`provider_id` with its user (one join).
+pub fn find_with_user(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_id: &str,
+) -> QueryResult<Option<(Identity, User)>> {
+    identities::table
+        .inner_join(users::table)
+        .filter(identities::provider.eq(provider))
+        .filter(identities::provider_id.eq(provider_id))
+        .select((Identity::as_select(), User::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// The oldest identity of one of `providers` whose `identity_data` carries this `unionid`
+/// (WeChat's id of one person across all apps of an Open Platform account).
+pub fn find_by_unionid(
+    conn: &mut PgConnection,
+    providers: &[&str],
+    unionid: &str,
+) -> QueryResult<Option<Identity>> {
+    identities::table
+        .filter(identities::provider.eq_any(providers))
+        // The `?` predicate matches the partial index `identities_unionid_idx`.
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "identity_data ? 'unionid' AND identity_data->>'unionid' = ",
+            )
+            .bind::<diesel::sql_types::Text, _>(unionid),
+        )
+        .order(identities::created_at.asc())
+        .select(Identity::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Records a sign-in through this identity, replacing its data.
+pub fn touch(
+    conn: &mut PgConnection,
+    id: Uuid,
+    data: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::update(identities::table.find(id))
+        .set((
+            identities::identity_data.eq(Value::Object(data)),
+            identities::last_sign_in_at.eq(now),
+            identities::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete_for_user(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<usize> {
+    diesel::delete(identities::table.filter(identities::user_id.eq(user_id))).execute(conn)
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewIdentity) -> QueryResult<Identity> {

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
+use super::audit_log::{self, AuditEntry};
 use crate::db::schema::{refresh_tokens, sessions};
 
 #[derive(Queryable, Selectable, Clone)]
@@ -66,13 +67,11 @@ pub fn rotate(
     old: &RefreshToken,
     new_token: &str,
     now: DateTime<Utc>,
-    audit: Option<&serde_json::Value>,
+    audit: Option<&AuditEntry<'_>>,
 ) -> QueryResult<()> {
-    let audit_cte = if audit.is_some() {
-        ", l AS (INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address)
-                 VALUES ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), $7::json, $2, ''))"
-    } else {
-        ""
+    let audit_cte = match audit {
+        Some(_) => format!(", l AS ({})", audit_log::insert_sql("$7", "$2", "NULL")),
+        None => String::new(),
     };
     crate::db::prepared(format!(
         "WITH r AS (
@@ -89,7 +88,7 @@ pub fn rotate(
     .bind::<Text, _>(old.user_id.clone().unwrap_or_default())
     .bind::<SqlUuid, _>(old.session_id.unwrap_or_default())
     .bind::<Text, _>(old.token.clone().unwrap_or_default())
-    .bind::<diesel::sql_types::Nullable<Text>, _>(audit.map(|a| a.to_string()))
+    .bind::<diesel::sql_types::Nullable<Text>, _>(audit.map(|a| a.payload().to_string()))
     .execute(conn)?;
     Ok(())
 }

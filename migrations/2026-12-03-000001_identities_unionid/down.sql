@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS auth.identities_unionid_idx;

@@ -1,0 +1,329 @@
+//! Changes to an existing user (GoTrue `user.go` `UserUpdate` and the `models/user.go` setters):
+//! e-mail, phone, password, metadata and `app_metadata.providers`, collected in an
+//! [`AccountChanges`] and written in one `UPDATE`, with the identities kept in step.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use diesel::PgConnection;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::authenticate::AuthenticatedUser;
+use super::validate;
+use crate::auth::password;
+use crate::db;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::models::identity::{self, Identity, IdentityData};
+use crate::models::user::{self, User, UserChanges};
+use crate::models::{db_now, session};
+use crate::state::AppState;
+
+/// GoTrue's messages for an address another user has.
+pub const EMAIL_TAKEN: &str = "A user with this email address has already been registered";
+pub const PHONE_TAKEN: &str = "A user with this phone number has already been registered";
+
+/// 422 `email_exists` when another user of the audience has the address.
+pub fn ensure_email_free(
+    conn: &mut PgConnection,
+    aud: &str,
+    email: &str,
+    except: Option<Uuid>,
+) -> ApiResult<()> {
+    if user::email_taken(conn, aud, email, except)? {
+        return Err(ApiError::unprocessable(ErrorCode::EmailExists, EMAIL_TAKEN));
+    }
+    Ok(())
+}
+
+/// 422 `phone_exists` (with `msg`) when another user has the phone.
+pub fn ensure_phone_free(
+    conn: &mut PgConnection,
+    phone: &str,
+    except: Option<Uuid>,
+    msg: &'static str,
+) -> ApiResult<()> {
+    if user::phone_taken(conn, phone, except)? {
+        return Err(ApiError::unprocessable(ErrorCode::PhoneExists, msg));
+    }
+    Ok(())
+}
+
+/// Everything one request changes about a user, written by [`AccountChanges::write`].
+pub struct AccountChanges {
+    user_id: Uuid,
+    row: UserChanges,
+    /// `app_metadata` as it will be stored, once anything touched it.
+    app_metadata: Option<Map<String, Value>>,
+    current_app_metadata: Map<String, Value>,
+    /// Identities whose data is replaced (or which are created), by provider.
+    identities: Vec<(&'static str, Map<String, Value>)>,
+    /// Phone messages differ between GoTrue's user and admin routes.
+    phone_taken_msg: &'static str,
+}
+
+impl AccountChanges {
+    pub fn new(user: &User) -> AccountChanges {
+        AccountChanges {
+            user_id: user.id,
+            row: UserChanges::default(),
+            app_metadata: None,
+            current_app_metadata: user.app_metadata(),
+            identities: Vec::new(),
+            phone_taken_msg: PHONE_TAKEN,
+        }
+    }
+
+    /// Uses `msg` when the new phone turns out to be taken.
+    pub fn phone_taken_message(mut self, msg: &'static str) -> Self {
+        self.phone_taken_msg = msg;
+        self
+    }
+
+    pub fn role(&mut self, role: String) {
+        self.row.role = Some(role);
+    }
+
+    /// Replaces `user_metadata` (already merged by the caller).
+    pub fn user_metadata(&mut self, metadata: Map<String, Value>) {
+        self.row.raw_user_meta_data = Some(Value::Object(metadata));
+    }
+
+    /// Replaces `app_metadata` (already merged by the caller).
+    pub fn app_metadata(&mut self, metadata: Map<String, Value>) {
+        self.app_metadata = Some(metadata);
+    }
+
+    pub fn password_hash(&mut self, hash: String) {
+        self.row.encrypted_password = Some(hash);
+    }
+
+    pub fn banned_until(&mut self, until: Option<DateTime<Utc>>) {
+        self.row.banned_until = Some(until);
+    }
+
+    pub fn confirm_email_now(&mut self, now: DateTime<Utc>) {
+        self.row.email_confirmed_at = Some(Some(now));
+    }
+
+    pub fn confirm_phone_now(&mut self, now: DateTime<Utc>) {
+        self.row.phone_confirmed_at = Some(Some(now));
+    }
+
+    /// Sets the e-mail, updating (or creating) the e-mail identity with `data` and adding the
+    /// `email` provider.
+    pub fn email(&mut self, email: &str, data: IdentityData) {
+        self.row.email = Some(Some(email.to_string()));
+        self.identities.push(("email", data.email(email).into_map()));
+        self.add_provider("email");
+    }
+
+    /// Sets the phone, updating (or creating) the phone identity with `data` and adding the
+    /// `phone` provider.
+    pub fn phone(&mut self, phone: &str, data: IdentityData) {
+        self.row.phone = Some(Some(phone.to_string()));
+        self.identities.push(("phone", data.phone(phone).into_map()));
+        self.add_provider("phone");
+    }
+
+    /// A confirmed e-mail change (autoconfirm): the address, confirmed now.
+    pub fn confirmed_email(&mut self, email: &str, now: DateTime<Utc>) {
+        self.email(email, IdentityData::new(self.user_id).email_verified(true));
+        self.confirm_email_now(now);
+        self.row.email_change = Some(String::new());
+    }
+
+    /// A confirmed phone (autoconfirm, or a number WeChat vouches for).
+    pub fn confirmed_phone(&mut self, phone: &str, now: DateTime<Utc>) {
+        self.phone(phone, IdentityData::new(self.user_id).phone_verified(true));
+        self.confirm_phone_now(now);
+        self.row.phone_change = Some(String::new());
+    }
+
+    /// An e-mail change waiting for confirmation, as GoTrue shows it (`new_email`).
+    pub fn pending_email(&mut self, email: &str, now: DateTime<Utc>) {
+        self.row.email_change = Some(email.to_string());
+        self.row.email_change_sent_at = Some(Some(now));
+    }
+
+    /// A phone change waiting for confirmation (`new_phone`).
+    pub fn pending_phone(&mut self, phone: &str, now: DateTime<Utc>) {
+        self.row.phone_change = Some(phone.to_string());
+        self.row.phone_change_sent_at = Some(Some(now));
+    }
+
+    /// Appends `provider` to `app_metadata.providers` (and sets `provider` if it has none).
+    pub fn add_provider(&mut self, provider: &str) {
+        let meta = self
+            .app_metadata
+            .get_or_insert_with(|| self.current_app_metadata.clone());
+        let mut providers: Vec<Value> = meta
+            .get("providers")
+            .and_then(|p| p.as_array().cloned())
+            .unwrap_or_default();
+        if !providers.iter().any(|p| p == provider) {
+            providers.push(json!(provider));
+        }
+        meta.entry("provider").or_insert_with(|| json!(provider));
+        meta.insert("providers".into(), Value::Array(providers));
+    }
+
+    /// Writes the row (one `UPDATE`, `updated_at` included) and the identities. A unique index
+    /// that refuses the new e-mail or phone (a concurrent request took it) is the same 422 as
+    /// the check before it. `user_not_found` if the user is gone.
+    pub fn write(mut self, conn: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<User> {
+        if let Some(meta) = self.app_metadata.take() {
+            self.row.raw_app_meta_data = Some(Value::Object(meta));
+        }
+        let phone_taken_msg = self.phone_taken_msg;
+        let user = user::update(conn, self.user_id, self.row, now)
+            .map_err(|e| {
+                if db::is_unique_violation(&e, "users_email_partial_key") {
+                    ApiError::unprocessable(ErrorCode::EmailExists, EMAIL_TAKEN)
+                } else if db::is_unique_violation(&e, "users_phone_key") {
+                    ApiError::unprocessable(ErrorCode::PhoneExists, phone_taken_msg)
+                } else {
+                    e.into()
+                }
+            })?
+            .ok_or_else(user_not_found)?;
+        for (provider, data) in self.identities {
+            identity::upsert_data(conn, user.id, provider, data, now)?;
+        }
+        Ok(user)
+    }
+}
+
+pub fn user_not_found() -> ApiError {
+    ApiError::not_found(ErrorCode::UserNotFound, "User not found")
+}
+
+/// The body of `PUT /user`.
+#[derive(serde::Deserialize)]
+pub struct UserUpdate {
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub phone: Option<String>,
+    pub data: Option<Map<String, Value>>,
+    pub app_metadata: Option<Map<String, Value>>,
+}
+
+/// `PUT /user`: the signed-in user changes their own account.
+pub async fn update_user(
+    state: &Arc<AppState>,
+    auth: AuthenticatedUser,
+    params: UserUpdate,
+) -> ApiResult<(User, Vec<Identity>)> {
+    let config = &state.config;
+    let current = auth.user;
+    if params.app_metadata.is_some()
+        && current.role.as_deref() != Some(config.jwt.admin_group_name.as_str())
+    {
+        return Err(ApiError::forbidden(
+            ErrorCode::NotAdmin,
+            "Updating app_metadata requires admin privileges",
+        ));
+    }
+    let email = validate::optional_email(params.email.as_deref())?;
+    let phone = validate::optional_phone(params.phone.as_deref())?;
+    if email.is_some() && !config.accounts.email_enabled {
+        return Err(ApiError::bad_request(
+            ErrorCode::EmailProviderDisabled,
+            "Email logins are disabled",
+        ));
+    }
+    if phone.is_some() && !config.accounts.phone_enabled {
+        return Err(ApiError::bad_request(
+            ErrorCode::PhoneProviderDisabled,
+            "Phone logins are disabled",
+        ));
+    }
+    let user_metadata = params
+        .data
+        .map(|d| user::merge_metadata(current.user_metadata(), d));
+    let app_metadata = params
+        .app_metadata
+        .map(|d| user::merge_metadata(current.app_metadata(), d));
+    for m in user_metadata.iter().chain(app_metadata.iter()) {
+        validate::metadata(m)?;
+    }
+    let new_hash = match params.password {
+        Some(pw) => Some(new_password_hash(state, pw, &current).await?),
+        None => None,
+    };
+
+    let keep_session = auth.session_id;
+    let tx_state = state.clone();
+    db::transaction(&state.pool, move |conn| {
+        let accounts = &tx_state.config.accounts;
+        let now = db_now();
+        let id = current.id;
+        let mut changes = AccountChanges::new(&current);
+        if let Some(meta) = user_metadata {
+            changes.user_metadata(meta);
+        }
+        if let Some(meta) = app_metadata {
+            changes.app_metadata(meta);
+        }
+        if let Some(hash) = new_hash {
+            changes.password_hash(hash);
+            // A new password signs out every other session, as in GoTrue.
+            session::delete_for_user(conn, id, keep_session)?;
+        }
+        if let Some(email) = email.filter(|e| Some(e) != current.email.as_ref()) {
+            let aud = current.aud.as_deref().unwrap_or(&tx_state.config.jwt.aud);
+            ensure_email_free(conn, aud, &email, Some(id))?;
+            if accounts.mailer_autoconfirm {
+                changes.confirmed_email(&email, now);
+            } else {
+                // weauth sends no mail: the change stays pending, as GoTrue shows it.
+                changes.pending_email(&email, now);
+            }
+        }
+        if let Some(phone) = phone.filter(|p| Some(p) != current.phone.as_ref()) {
+            ensure_phone_free(conn, &phone, Some(id), PHONE_TAKEN)?;
+            if accounts.sms_autoconfirm {
+                changes.confirmed_phone(&phone, now);
+            } else {
+                changes.pending_phone(&phone, now);
+            }
+        }
+        changes.write(conn, now)?;
+        user::find_with_identities(conn, id)?.ok_or_else(user_not_found)
+    })
+    .await
+}
+
+/// Hashes a new password after checking GoTrue's rules; 422 `same_password` when it is the
+/// current one.
+async fn new_password_hash(state: &AppState, pw: String, current: &User) -> ApiResult<String> {
+    password::check_strength(&pw, state.config.password.min_length)?;
+    let old = current.encrypted_password.clone().unwrap_or_default();
+    let hash_cfg = state.config.password.hash.clone();
+    let hashed = state
+        .hashing
+        .run(move || -> ApiResult<Option<String>> {
+            if !old.is_empty() && password::verify(&pw, &old) {
+                return Ok(None);
+            }
+            password::hash(&pw, &hash_cfg).map(Some)
+        })
+        .await??;
+    hashed.ok_or_else(|| {
+        ApiError::unprocessable(
+            ErrorCode::SamePassword,
+            "New password should be different from the old password.",
+        )
+    })
+}
+
+/// Soft delete (GoTrue's `should_soft_delete`): the row stays, its e-mail, phone and password
+/// are freed, and every session and identity goes.
+pub fn soft_delete(conn: &mut PgConnection, user_id: Uuid) -> ApiResult<()> {
+    if !user::soft_delete(conn, user_id, db_now())? {
+        return Err(user_not_found());
+    }
+    session::delete_for_user(conn, user_id, None)?;
+    identity::delete_for_user(conn, user_id)?;
+    Ok(())
+}

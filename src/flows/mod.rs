@@ -1,0 +1,40 @@
+//! The use cases: what weauth does, as plain functions with no HTTP in them.
+//!
+//! Handlers (`api/`) parse a request, call one flow and render what it returns. A flow checks
+//! its inputs ([`validate`]), calls outside providers (`providers/`), and does its database work
+//! through models (`models/`) inside one `db::run`/`db::transaction` call; the transaction
+//! bodies are synchronous functions over a `&mut PgConnection`. Flows never import `api/` or
+//! `db::schema`.
+//!
+//! | Flow | GoTrue |
+//! | --- | --- |
+//! | [`authenticate`] who the bearer of a token is | `requireAuthentication`, `requireAdmin` |
+//! | [`session`] issuing sessions and refreshing them | `tokens/service.go` |
+//! | [`password`] the password grant | `token.go` `ResourceOwnerPasswordGrant` |
+//! | [`signup`] e-mail/phone + password sign-up | `signup.go` |
+//! | [`account`] changes to a user: e-mail, phone, password, metadata, providers | `user.go` `UserUpdate`, `models/user.go` |
+//! | [`linking`] external identities: find, link or create the user | `external.go` `createAccountFromExternalIdentity`, `linking.go` |
+//! | [`admin`] user management with the service role | `admin.go` |
+//! | [`logout`] ending sessions | `logout.go` |
+//! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
+
+pub mod account;
+pub mod admin;
+pub mod authenticate;
+pub mod linking;
+pub mod logout;
+pub mod password;
+pub mod session;
+pub mod signup;
+pub mod validate;
+pub mod wechat_mini;
+
+/// The caller's user agent and address, recorded on sessions and audit entries.
+#[derive(Clone, Default, Debug)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Who rate limits count against: the first value of `GOTRUE_RATE_LIMIT_HEADER`, else the
+    /// peer address.
+    pub rate_key: String,
+}

@@ -1,0 +1,265 @@
+//! Sessions (GoTrue `internal/tokens/service.go`): every successful sign-in creates a session
+//! with its first refresh token and a signed access token; every refresh rotates the refresh
+//! token and signs a new access token. What comes back is a value; the API layer renders it.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use diesel::PgConnection;
+use uuid::Uuid;
+
+use super::ClientInfo;
+use crate::auth::jwt::{AccessToken, Amr};
+use crate::auth::new_refresh_token;
+use crate::db;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::models::audit_log::{self, AuditEntry};
+use crate::models::identity::Identity;
+use crate::models::session::{self, NewSession};
+use crate::models::user::{self, User};
+use crate::models::{db_now, refresh_token};
+use crate::state::AppState;
+
+/// How the user proved who they are: GoTrue's `amr` method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    Password,
+    /// WeChat (and, later, any external identity provider).
+    OAuth,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::OAuth => "oauth",
+        }
+    }
+}
+
+/// GoTrue's authenticator assurance levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aal {
+    Aal1,
+    Aal2,
+}
+
+impl Aal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aal::Aal1 => "aal1",
+            Aal::Aal2 => "aal2",
+        }
+    }
+}
+
+/// A sign-in to turn into a session: the method and the level it reaches.
+#[derive(Clone, Copy, Debug)]
+pub struct SignIn {
+    pub method: AuthMethod,
+    pub aal: Aal,
+    /// The audit action: `login`, or `user_signedup` for a sign-up.
+    pub action: &'static str,
+}
+
+impl SignIn {
+    /// A first-factor sign-in (`aal1`).
+    pub fn first_factor(method: AuthMethod, action: &'static str) -> SignIn {
+        SignIn {
+            method,
+            aal: Aal::Aal1,
+            action,
+        }
+    }
+}
+
+/// A signed-in session: the user, the new tokens and what the access token says.
+pub struct Session {
+    pub user: User,
+    pub identities: Vec<Identity>,
+    pub session_id: Uuid,
+    pub refresh_token: String,
+    pub access: AccessToken,
+}
+
+/// Creates a session for `user` (inside the caller's transaction or on its own: it is one
+/// statement plus the identities' read) and signs its access token.
+pub fn issue(
+    conn: &mut PgConnection,
+    state: &AppState,
+    mut user: User,
+    sign_in: SignIn,
+    client: &ClientInfo,
+) -> ApiResult<Session> {
+    let now = db_now();
+    let refresh_token = new_refresh_token();
+    let audit = audit_entry(state, &user, sign_in.action);
+    let session_id = session::create(
+        conn,
+        &NewSession {
+            user_id: user.id,
+            aal: sign_in.aal.as_str(),
+            method: sign_in.method.as_str(),
+            refresh_token: &refresh_token,
+            user_agent: client.user_agent.as_deref(),
+            ip: client.ip.clone(),
+            now,
+            audit,
+        },
+    )?;
+    user.last_sign_in_at = Some(now);
+    user.updated_at = Some(now);
+    let identities = crate::models::identity::for_user(conn, user.id)?;
+    let amr = vec![Amr {
+        method: sign_in.method.as_str().to_string(),
+        timestamp: now.timestamp(),
+    }];
+    let access = state
+        .tokens
+        .mint(&user, session_id, sign_in.aal.as_str(), amr, chrono::Utc::now().timestamp())?;
+    Ok(Session {
+        user,
+        identities,
+        session_id,
+        refresh_token,
+        access,
+    })
+}
+
+/// What a refresh did. A replayed token outside the reuse interval revokes its session; that
+/// must be committed, so it is an outcome here and becomes an error after the transaction.
+pub enum RefreshOutcome {
+    Issued(Session),
+    Reused,
+}
+
+/// `POST /token?grant_type=refresh_token`: checks the token's shape, then [`refresh`] in one
+/// transaction.
+pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Session> {
+    // GoTrue's pre-validation: v1 tokens are exactly 12 lower-case alphanumerics.
+    let v1_shape = token.len() == 12
+        && token
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if token.len() < 12 || (token.len() == 12 && !v1_shape) {
+        return Err(ApiError::validation("Refresh token is not valid"));
+    }
+    if token.len() > 12 {
+        // GoTrue's v2 (signed) tokens are not issued by weauth.
+        return Err(ApiError::bad_request(
+            ErrorCode::RefreshTokenNotFound,
+            "Invalid Refresh Token: Refresh Token Not Found",
+        ));
+    }
+    let tx_state = state.clone();
+    let outcome = db::transaction(&state.pool, move |conn| refresh(conn, &tx_state, &token)).await?;
+    match outcome {
+        RefreshOutcome::Issued(session) => Ok(session),
+        RefreshOutcome::Reused => Err(ApiError::bad_request(
+            ErrorCode::RefreshTokenAlreadyUsed,
+            "Invalid Refresh Token: Already Used",
+        )),
+    }
+}
+
+/// GoTrue's refresh-token grant for v1 tokens, run inside a transaction by the caller.
+pub fn refresh(conn: &mut PgConnection, state: &AppState, token: &str) -> ApiResult<RefreshOutcome> {
+    let security = &state.config.security;
+    let not_found = || {
+        ApiError::bad_request(
+            ErrorCode::RefreshTokenNotFound,
+            "Invalid Refresh Token: Refresh Token Not Found",
+        )
+    };
+    let now = db_now();
+    let Some((current, not_after)) = refresh_token::find_with_session_for_update(conn, token)?
+    else {
+        // Not found with a session: either unknown, or a legacy row GoTrue left without one.
+        return match refresh_token::find_for_update(conn, token)? {
+            Some(orphan) if orphan.session_id.is_none() => {
+                refresh_token::delete(conn, orphan.id)?;
+                Err(ApiError::bad_request(
+                    ErrorCode::SessionNotFound,
+                    "Invalid Refresh Token: No Valid Session Found",
+                ))
+            }
+            _ => Err(not_found()),
+        };
+    };
+    let session_id = current.session_id.ok_or_else(not_found)?;
+    if not_after.is_some_and(|t| t <= now) {
+        return Err(ApiError::bad_request(
+            ErrorCode::SessionExpired,
+            "Invalid Refresh Token: Session Expired",
+        ));
+    }
+    let user_id = current
+        .user_id
+        .as_deref()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(not_found)?;
+    let (user, identities) = user::find_with_identities(conn, user_id)?.ok_or_else(not_found)?;
+    if user.is_banned(now) {
+        return Err(ApiError::bad_request(
+            ErrorCode::UserBanned,
+            "User is banned",
+        ));
+    }
+
+    let issued = if current.revoked.unwrap_or(false) {
+        // A replay. Inside the reuse interval (a client that lost the response, or two tabs
+        // refreshing at once) it gets the session's current token back; after it, the token
+        // is treated as stolen and the whole session is revoked.
+        let revoked_at = current.updated_at.unwrap_or(now);
+        let within = now <= revoked_at + Duration::seconds(security.refresh_token_reuse_interval);
+        match refresh_token::active_for_session(conn, session_id)? {
+            Some(active) if within => active.token.unwrap_or_default(),
+            _ => {
+                if security.refresh_token_rotation_enabled {
+                    session::delete(conn, session_id)?;
+                    if let Some(entry) = audit_entry(state, &user, "token_revoked") {
+                        audit_log::insert(conn, &entry, None)?;
+                    }
+                }
+                return Ok(RefreshOutcome::Reused);
+            }
+        }
+    } else {
+        let next = new_refresh_token();
+        let audit = audit_entry(state, &user, "token_refreshed");
+        refresh_token::rotate(conn, &current, &next, now, audit.as_ref())?;
+        next
+    };
+    let (aal, amr) = session::assurance(conn, session_id)?;
+    let amr = amr
+        .into_iter()
+        .map(|(method, timestamp)| Amr { method, timestamp })
+        .collect();
+    let access = state
+        .tokens
+        .mint(&user, session_id, &aal, amr, chrono::Utc::now().timestamp())?;
+    Ok(RefreshOutcome::Issued(Session {
+        user,
+        identities,
+        session_id,
+        refresh_token: issued,
+        access,
+    }))
+}
+
+/// GoTrue's audit entry for `user` doing `action`, unless the audit log is off.
+pub fn audit_entry<'a>(state: &AppState, user: &'a User, action: &'a str) -> Option<AuditEntry<'a>> {
+    if state.config.security.audit_log_disable_postgres {
+        return None;
+    }
+    Some(AuditEntry {
+        actor_id: user.id,
+        actor_username: user
+            .email
+            .as_deref()
+            .or(user.phone.as_deref())
+            .unwrap_or(""),
+        action,
+        traits: None,
+    })
+}

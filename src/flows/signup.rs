@@ -1,0 +1,236 @@
+//! `POST /signup` (GoTrue `internal/api/signup.go`): e-mail or phone plus password.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use diesel::PgConnection;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::session::{self, AuthMethod, Session, SignIn};
+use super::{validate, ClientInfo};
+use crate::auth::password;
+use crate::db::{self, is_unique_violation};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::models::identity::{self, Identity, IdentityData, NewIdentity};
+use crate::models::user::{self, NewUser, User, UserChanges};
+use crate::models::db_now;
+use crate::state::AppState;
+
+/// The body of `POST /signup`.
+#[derive(serde::Deserialize)]
+pub struct SignupParams {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub password: Option<String>,
+    pub data: Option<Map<String, Value>>,
+}
+
+/// How the account is reached: by e-mail or by phone, already normalised.
+#[derive(Clone)]
+pub enum Contact {
+    Email(String),
+    Phone(String),
+}
+
+impl Contact {
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Contact::Email(_) => "email",
+            Contact::Phone(_) => "phone",
+        }
+    }
+}
+
+pub enum SignupOutcome {
+    /// Autoconfirm is on: the user is signed in.
+    Session(Session),
+    /// The user must confirm first.
+    Unconfirmed(User, Vec<Identity>),
+    /// An already-confirmed address without autoconfirm: the API answers with a made-up user so
+    /// the response does not reveal that the account exists (supabase-js checks `identities: []`).
+    Obfuscated {
+        contact: Contact,
+        data: Map<String, Value>,
+    },
+}
+
+pub async fn signup(
+    state: &Arc<AppState>,
+    params: SignupParams,
+    client: ClientInfo,
+) -> ApiResult<SignupOutcome> {
+    let accounts = &state.config.accounts;
+    if accounts.disable_signup {
+        return Err(ApiError::unprocessable(
+            ErrorCode::SignupDisabled,
+            "Signups not allowed for this instance",
+        ));
+    }
+    let email = params.email.filter(|e| !e.is_empty());
+    let phone = params.phone.filter(|p| !p.is_empty());
+    if email.is_none() && phone.is_none() {
+        return Err(ApiError::unprocessable(
+            ErrorCode::AnonymousProviderDisabled,
+            "Anonymous sign-ins are disabled",
+        ));
+    }
+    let password = params.password.unwrap_or_default();
+    if password.is_empty() {
+        return Err(ApiError::validation("Signup requires a valid password"));
+    }
+    password::check_strength(&password, state.config.password.min_length)?;
+    let contact = match (email, phone) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "Only an email address or phone number should be provided on signup.",
+            ))
+        }
+        (Some(email), None) => {
+            if !accounts.email_enabled {
+                return Err(ApiError::bad_request(
+                    ErrorCode::EmailProviderDisabled,
+                    "Email signups are disabled",
+                ));
+            }
+            Contact::Email(validate::email(&email)?)
+        }
+        (None, Some(phone)) => {
+            if !accounts.phone_enabled {
+                return Err(ApiError::bad_request(
+                    ErrorCode::PhoneProviderDisabled,
+                    "Phone signups are disabled",
+                ));
+            }
+            Contact::Phone(validate::phone(&phone)?)
+        }
+        (None, None) => unreachable!("checked above"),
+    };
+    let data = params.data.unwrap_or_default();
+    validate::metadata(&data)?;
+    let autoconfirm = match contact {
+        Contact::Email(_) => accounts.mailer_autoconfirm,
+        Contact::Phone(_) => accounts.sms_autoconfirm,
+    };
+
+    let hash_cfg = state.config.password.hash.clone();
+    let hash = state
+        .hashing
+        .run(move || password::hash(&password, &hash_cfg))
+        .await??;
+
+    let tx_state = state.clone();
+    db::transaction(&state.pool, move |conn| {
+        let state = &tx_state;
+        let accounts = &state.config.accounts;
+        let now = db_now();
+        let existing = match &contact {
+            Contact::Email(email) => user::find_by_email(conn, &state.config.jwt.aud, email)?,
+            Contact::Phone(phone) => user::find_by_phone(conn, phone)?,
+        };
+        let confirmed_now = autoconfirm.then_some(now);
+        let user = match existing {
+            Some(existing) if is_confirmed(&existing, &contact) => {
+                return if accounts.mailer_autoconfirm || accounts.sms_autoconfirm {
+                    Err(ApiError::unprocessable(
+                        ErrorCode::UserAlreadyExists,
+                        "User already registered",
+                    ))
+                } else {
+                    Ok(SignupOutcome::Obfuscated { contact, data })
+                };
+            }
+            // Signed up before but never confirmed: the new password and data replace the old.
+            Some(existing) => {
+                let metadata = user::merge_metadata(existing.user_metadata(), data);
+                let (email_at, phone_at) = match contact {
+                    Contact::Email(_) => (confirmed_now, None),
+                    Contact::Phone(_) => (None, confirmed_now),
+                };
+                let changes = UserChanges {
+                    encrypted_password: Some(hash),
+                    raw_user_meta_data: Some(Value::Object(metadata)),
+                    confirmation_sent_at: Some(Some(now)),
+                    email_confirmed_at: Some(existing.email_confirmed_at.or(email_at)),
+                    phone_confirmed_at: Some(existing.phone_confirmed_at.or(phone_at)),
+                    ..Default::default()
+                };
+                user::update(conn, existing.id, changes, now)?
+                    .ok_or_else(|| ApiError::internal("user vanished during signup"))?
+            }
+            None => create_user(conn, state, &contact, &hash, data, confirmed_now, now)?,
+        };
+        if autoconfirm {
+            let sign_in = SignIn::first_factor(AuthMethod::Password, "user_signedup");
+            Ok(SignupOutcome::Session(session::issue(
+                conn, state, user, sign_in, &client,
+            )?))
+        } else {
+            let identities = identity::for_user(conn, user.id)?;
+            Ok(SignupOutcome::Unconfirmed(user, identities))
+        }
+    })
+    .await
+}
+
+fn is_confirmed(user: &User, contact: &Contact) -> bool {
+    match contact {
+        Contact::Email(_) => user.email_confirmed_at.is_some(),
+        Contact::Phone(_) => user.phone_confirmed_at.is_some(),
+    }
+}
+
+/// Inserts the user and its e-mail or phone identity. A concurrent signup for the same address
+/// loses on the unique index and gets GoTrue's "already registered" answer.
+fn create_user(
+    conn: &mut PgConnection,
+    state: &AppState,
+    contact: &Contact,
+    hash: &str,
+    data: Map<String, Value>,
+    confirmed_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> ApiResult<User> {
+    let jwt = &state.config.jwt;
+    let id = Uuid::new_v4();
+    let mut new = NewUser::new(id, &jwt.aud, &jwt.default_group_name, now);
+    new.encrypted_password = hash.to_string();
+    new.confirmation_sent_at = confirmed_at.is_none().then_some(now);
+    let verified = confirmed_at.is_some();
+    let identity_data = match contact {
+        Contact::Email(email) => {
+            new.email = Some(email.clone());
+            new.email_confirmed_at = confirmed_at;
+            IdentityData::new(id)
+                .email(email)
+                .email_verified(verified)
+                .phone_verified(false)
+        }
+        Contact::Phone(phone) => {
+            new.phone = Some(phone.clone());
+            new.phone_confirmed_at = confirmed_at;
+            IdentityData::new(id)
+                .email_verified(false)
+                .phone_verified(verified)
+        }
+    }
+    .with_missing(&data)
+    .into_map();
+    let provider = contact.provider();
+    new.raw_app_meta_data = json!({"provider": provider, "providers": [provider]});
+    new.raw_user_meta_data = Value::Object(identity_data.clone());
+    let user = user::insert(conn, &new).map_err(|e| {
+        if is_unique_violation(&e, "users_email_partial_key")
+            || is_unique_violation(&e, "users_phone_key")
+        {
+            ApiError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered")
+        } else {
+            e.into()
+        }
+    })?;
+    identity::insert(
+        conn,
+        &NewIdentity::new(id, provider, &id.to_string(), identity_data, now),
+    )?;
+    Ok(user)
+}
