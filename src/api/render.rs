@@ -23,16 +23,21 @@ struct TokenResponse<'a> {
 }
 
 /// The token response for a new or refreshed session.
-pub fn token_response(session: &Session, weak_password: Option<&serde_json::Value>) -> HttpResponse {
-    HttpResponse::Ok().insert_header(no_store()).json(TokenResponse {
-        access_token: &session.access.token,
-        token_type: "bearer",
-        expires_in: session.access.expires_in,
-        expires_at: session.access.expires_at,
-        refresh_token: &session.refresh_token,
-        user: session.user.to_json(Some(&session.identities)),
-        weak_password,
-    })
+pub fn token_response(
+    session: &Session,
+    weak_password: Option<&serde_json::Value>,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(no_store())
+        .json(TokenResponse {
+            access_token: &session.access.token,
+            token_type: "bearer",
+            expires_in: session.access.expires_in,
+            expires_at: session.access.expires_at,
+            refresh_token: &session.refresh_token,
+            user: session.user.to_json(Some(&session.identities)),
+            weak_password,
+        })
 }
 
 /// A user with their identities.

@@ -18,13 +18,15 @@ pub async fn signup(
     params: web::Json<SignupParams>,
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::Otp, &client)?;
-    Ok(match signup::signup(&state, params.into_inner(), client).await? {
-        SignupOutcome::Session(session) => token_response(&session, None),
-        SignupOutcome::Unconfirmed(user, identities) => user_response(&user, &identities),
-        SignupOutcome::Obfuscated { contact, data } => {
-            obfuscated_user(&state.config.jwt.aud, &contact, data)
-        }
-    })
+    Ok(
+        match signup::signup(&state, params.into_inner(), client).await? {
+            SignupOutcome::Session(session) => token_response(&session, None),
+            SignupOutcome::Unconfirmed(user, identities) => user_response(&user, &identities),
+            SignupOutcome::Obfuscated { contact, data } => {
+                obfuscated_user(&state.config.jwt.aud, &contact, data)
+            }
+        },
+    )
 }
 
 /// A made-up user in the shape of a real one, with no identities.

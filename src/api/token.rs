@@ -49,7 +49,10 @@ pub async fn token(
         }
         Some("refresh_token") => {
             let token = params.refresh_token.unwrap_or_default();
-            Ok(token_response(&session::refresh_grant(&state, token).await?, None))
+            Ok(token_response(
+                &session::refresh_grant(&state, token).await?,
+                None,
+            ))
         }
         _ => Err(ApiError::bad_request(
             ErrorCode::InvalidCredentials,

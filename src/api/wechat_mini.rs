@@ -127,7 +127,12 @@ pub async fn bind_phone(
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::WechatPhone, &client)?;
     let app = request_app(&state, params.appid.as_deref(), &req)?;
-    let code = params.code.is_some().then(|| params.code()).transpose()?.map(str::to_string);
+    let code = params
+        .code
+        .is_some()
+        .then(|| params.code())
+        .transpose()?
+        .map(str::to_string);
     let proof = match (code, params.encrypted_data, params.iv) {
         (Some(code), _, _) => PhoneProof::Code(code),
         (None, Some(encrypted_data), Some(iv)) => PhoneProof::Legacy { encrypted_data, iv },

@@ -1,7 +1,9 @@
 //! Access tokens: JWTs with GoTrue's claims (`internal/tokens/service.go`, `AccessTokenClaims`),
 //! signed and checked with a [`KeySet`] the way GoTrue checks them (`internal/api/auth.go`).
 
-use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;

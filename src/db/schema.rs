@@ -1,6 +1,26 @@
-//! Diesel's view of the tables weauth reads and writes. Written by hand to match
-//! `migrations/` (GoTrue's `auth` schema plus weauth's own `weauth` schema); columns weauth never
-//! touches are left out, which diesel allows.
+//! Diesel's view of the tables weauth reads and writes: GoTrue's `auth` schema (every column, in
+//! the database's order, so GoTrue's own columns are known even where weauth does not use them)
+//! and weauth's own `weauth` schema. Written to match `migrations/`; the test
+//! `tests/api/schema.rs` fails when the two disagree and prints what the database says.
+
+/// GoTrue's enum types.
+pub mod sql_types {
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "aal_level", schema = "auth"))]
+    pub struct AalLevel;
+
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "factor_status", schema = "auth"))]
+    pub struct FactorStatus;
+
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "factor_type", schema = "auth"))]
+    pub struct FactorType;
+
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "one_time_token_type", schema = "auth"))]
+    pub struct OneTimeTokenType;
+}
 
 diesel::table! {
     auth.users (id) {
@@ -22,15 +42,20 @@ diesel::table! {
         last_sign_in_at -> Nullable<Timestamptz>,
         raw_app_meta_data -> Nullable<Jsonb>,
         raw_user_meta_data -> Nullable<Jsonb>,
+        is_super_admin -> Nullable<Bool>,
         created_at -> Nullable<Timestamptz>,
         updated_at -> Nullable<Timestamptz>,
         phone -> Nullable<Text>,
         phone_confirmed_at -> Nullable<Timestamptz>,
         phone_change -> Nullable<Text>,
+        phone_change_token -> Nullable<Varchar>,
         phone_change_sent_at -> Nullable<Timestamptz>,
         confirmed_at -> Nullable<Timestamptz>,
-        reauthentication_sent_at -> Nullable<Timestamptz>,
+        email_change_token_current -> Nullable<Varchar>,
+        email_change_confirm_status -> Nullable<Int2>,
         banned_until -> Nullable<Timestamptz>,
+        reauthentication_token -> Nullable<Varchar>,
+        reauthentication_sent_at -> Nullable<Timestamptz>,
         is_sso_user -> Bool,
         deleted_at -> Nullable<Timestamptz>,
         is_anonymous -> Bool,
@@ -52,14 +77,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::*;
+
     auth.sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
         created_at -> Nullable<Timestamptz>,
         updated_at -> Nullable<Timestamptz>,
+        factor_id -> Nullable<Uuid>,
+        aal -> Nullable<AalLevel>,
         not_after -> Nullable<Timestamptz>,
         refreshed_at -> Nullable<Timestamp>,
         user_agent -> Nullable<Text>,
+        ip -> Nullable<Inet>,
+        tag -> Nullable<Text>,
+        oauth_client_id -> Nullable<Uuid>,
+        refresh_token_hmac_key -> Nullable<Text>,
+        refresh_token_counter -> Nullable<Int8>,
+        scopes -> Nullable<Text>,
     }
 }
 
@@ -98,6 +134,42 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::*;
+
+    auth.mfa_factors (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        friendly_name -> Nullable<Text>,
+        factor_type -> FactorType,
+        status -> FactorStatus,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        secret -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        last_challenged_at -> Nullable<Timestamptz>,
+        web_authn_credential -> Nullable<Jsonb>,
+        web_authn_aaguid -> Nullable<Uuid>,
+        last_webauthn_challenge_data -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::*;
+
+    auth.one_time_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        token_type -> OneTimeTokenType,
+        token_hash -> Text,
+        relates_to -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     weauth.wechat_session_keys (app_id, openid) {
         app_id -> Text,
         openid -> Text,
@@ -124,5 +196,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     identities,
     sessions,
     refresh_tokens,
-    mfa_amr_claims
+    mfa_amr_claims,
+    mfa_factors,
+    one_time_tokens
 );

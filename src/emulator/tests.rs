@@ -181,7 +181,8 @@ fn emulated_encryption_is_what_weauth_decrypts() {
     let (data, iv) = crypto::encrypt(VECTOR_KEY, payload).unwrap();
     assert_eq!(STANDARD.decode(&iv).unwrap().len(), 16);
     let plain =
-        crate::providers::wechat::crypto::decrypt(VECTOR_KEY, &data, &iv, "wx4f4bc4dec97d474b").unwrap();
+        crate::providers::wechat::crypto::decrypt(VECTOR_KEY, &data, &iv, "wx4f4bc4dec97d474b")
+            .unwrap();
     assert_eq!(plain["hello"], "world");
     assert!(crypto::encrypt("not base64!", b"x").is_err());
     let parsed: Value = serde_json::from_str(VECTOR_PLAIN).unwrap();

@@ -114,7 +114,8 @@ impl AccountChanges {
     /// `email` provider.
     pub fn email(&mut self, email: &str, data: IdentityData) {
         self.row.email = Some(Some(email.to_string()));
-        self.identities.push(("email", data.email(email).into_map()));
+        self.identities
+            .push(("email", data.email(email).into_map()));
         self.add_provider("email");
     }
 
@@ -122,7 +123,8 @@ impl AccountChanges {
     /// `phone` provider.
     pub fn phone(&mut self, phone: &str, data: IdentityData) {
         self.row.phone = Some(Some(phone.to_string()));
-        self.identities.push(("phone", data.phone(phone).into_map()));
+        self.identities
+            .push(("phone", data.phone(phone).into_map()));
         self.add_provider("phone");
     }
 

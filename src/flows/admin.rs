@@ -128,10 +128,13 @@ pub async fn create(state: &Arc<AppState>, p: AdminUserParams) -> ApiResult<(Use
         new.phone_confirmed_at =
             (phone.is_some() && p.phone_confirm.unwrap_or(false)).then_some(now);
         new.banned_until = banned_until;
-        let providers: Vec<&str> = [email.as_ref().map(|_| "email"), phone.as_ref().map(|_| "phone")]
-            .into_iter()
-            .flatten()
-            .collect();
+        let providers: Vec<&str> = [
+            email.as_ref().map(|_| "email"),
+            phone.as_ref().map(|_| "phone"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let mut app_meta = Map::new();
         app_meta.insert("provider".into(), json!(providers[0]));
         app_meta.insert("providers".into(), json!(providers));
@@ -150,21 +153,30 @@ pub async fn create(state: &Arc<AppState>, p: AdminUserParams) -> ApiResult<(Use
                 e.into()
             }
         })?;
-        let verified = (new.email_confirmed_at.is_some(), new.phone_confirmed_at.is_some());
+        let verified = (
+            new.email_confirmed_at.is_some(),
+            new.phone_confirmed_at.is_some(),
+        );
         let sub = id.to_string();
         if let Some(email) = &email {
             let data = IdentityData::new(id)
                 .email(email)
                 .email_verified(verified.0)
                 .phone_verified(false);
-            identity::insert(conn, &NewIdentity::new(id, "email", &sub, data.into_map(), now))?;
+            identity::insert(
+                conn,
+                &NewIdentity::new(id, "email", &sub, data.into_map(), now),
+            )?;
         }
         if let Some(phone) = &phone {
             let data = IdentityData::new(id)
                 .phone(phone)
                 .email_verified(false)
                 .phone_verified(verified.1);
-            identity::insert(conn, &NewIdentity::new(id, "phone", &sub, data.into_map(), now))?;
+            identity::insert(
+                conn,
+                &NewIdentity::new(id, "phone", &sub, data.into_map(), now),
+            )?;
         }
         let identities = identity::for_user(conn, id)?;
         Ok((user, identities))

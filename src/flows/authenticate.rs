@@ -32,7 +32,9 @@ pub async fn user(state: &Arc<AppState>, token: &str) -> ApiResult<Authenticated
         .sub
         .as_deref()
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::forbidden(ErrorCode::BadJwt, "invalid claim: missing sub claim"))?;
+        .ok_or_else(|| {
+            ApiError::forbidden(ErrorCode::BadJwt, "invalid claim: missing sub claim")
+        })?;
     let user_id = Uuid::parse_str(sub).map_err(|_| {
         ApiError::bad_request(ErrorCode::BadJwt, "invalid claim: sub claim must be a UUID")
     })?;
@@ -73,7 +75,10 @@ pub async fn admin(state: &Arc<AppState>, token: &str) -> ApiResult<IncomingClai
         return Err(ApiError::forbidden(ErrorCode::NotAdmin, "User not allowed"));
     }
     if let Some(session_id) = session_claim(&claims)? {
-        let exists = db::run(&state.pool, move |conn| Ok(session::exists(conn, session_id)?)).await?;
+        let exists = db::run(&state.pool, move |conn| {
+            Ok(session::exists(conn, session_id)?)
+        })
+        .await?;
         if !exists {
             return Err(ApiError::forbidden(
                 ErrorCode::SessionExpired,

@@ -55,18 +55,27 @@ pub fn sign_in(
 ) -> ApiResult<Linked> {
     // Returning users, the common case, need no lock: their identity already exists.
     if let Some(user) = returning_user(conn, ext, now)? {
-        return Ok(Linked { user, created: false });
+        return Ok(Linked {
+            user,
+            created: false,
+        });
     }
     lock_person(conn, ext)?;
     // Another request may have created the user while this one waited for the lock.
     if let Some(user) = returning_user(conn, ext, now)? {
-        return Ok(Linked { user, created: false });
+        return Ok(Linked {
+            user,
+            created: false,
+        });
     }
     if let Some(sibling) = same_person(conn, ext)? {
         insert_identity(conn, sibling.user_id, ext, now)?;
         let user = user::find_by_id(conn, sibling.user_id)?
             .ok_or_else(|| ApiError::internal("identity without user"))?;
-        return Ok(Linked { user, created: false });
+        return Ok(Linked {
+            user,
+            created: false,
+        });
     }
     if state.config.accounts.disable_signup {
         return Err(ApiError::unprocessable(
@@ -153,7 +162,13 @@ fn insert_identity(
 ) -> ApiResult<()> {
     identity::insert(
         conn,
-        &NewIdentity::new(user_id, ext.provider, &ext.provider_id, ext.data.clone(), now),
+        &NewIdentity::new(
+            user_id,
+            ext.provider,
+            &ext.provider_id,
+            ext.data.clone(),
+            now,
+        ),
     )?;
     Ok(())
 }

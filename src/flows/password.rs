@@ -10,8 +10,8 @@ use super::{validate, ClientInfo};
 use crate::auth::password;
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::models::user::{self, UserChanges};
 use crate::models::db_now;
+use crate::models::user::{self, UserChanges};
 use crate::state::AppState;
 
 /// The credentials of a password sign-in.
@@ -125,7 +125,8 @@ pub async fn sign_in(
                     encrypted_password: Some(new_hash),
                     ..Default::default()
                 };
-                user::update(conn, user.id, changes, db_now())?.ok_or_else(|| ApiError::invalid_credentials())?
+                user::update(conn, user.id, changes, db_now())?
+                    .ok_or_else(|| ApiError::invalid_credentials())?
             }
             None => user,
         };

@@ -114,9 +114,13 @@ pub fn issue(
         method: sign_in.method.as_str().to_string(),
         timestamp: now.timestamp(),
     }];
-    let access = state
-        .tokens
-        .mint(&user, session_id, sign_in.aal.as_str(), amr, chrono::Utc::now().timestamp())?;
+    let access = state.tokens.mint(
+        &user,
+        session_id,
+        sign_in.aal.as_str(),
+        amr,
+        chrono::Utc::now().timestamp(),
+    )?;
     Ok(Session {
         user,
         identities,
@@ -152,7 +156,8 @@ pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Se
         ));
     }
     let tx_state = state.clone();
-    let outcome = db::transaction(&state.pool, move |conn| refresh(conn, &tx_state, &token)).await?;
+    let outcome =
+        db::transaction(&state.pool, move |conn| refresh(conn, &tx_state, &token)).await?;
     match outcome {
         RefreshOutcome::Issued(session) => Ok(session),
         RefreshOutcome::Reused => Err(ApiError::bad_request(
@@ -163,7 +168,11 @@ pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Se
 }
 
 /// GoTrue's refresh-token grant for v1 tokens, run inside a transaction by the caller.
-pub fn refresh(conn: &mut PgConnection, state: &AppState, token: &str) -> ApiResult<RefreshOutcome> {
+pub fn refresh(
+    conn: &mut PgConnection,
+    state: &AppState,
+    token: &str,
+) -> ApiResult<RefreshOutcome> {
     let security = &state.config.security;
     let not_found = || {
         ApiError::bad_request(
@@ -248,7 +257,11 @@ pub fn refresh(conn: &mut PgConnection, state: &AppState, token: &str) -> ApiRes
 }
 
 /// GoTrue's audit entry for `user` doing `action`, unless the audit log is off.
-pub fn audit_entry<'a>(state: &AppState, user: &'a User, action: &'a str) -> Option<AuditEntry<'a>> {
+pub fn audit_entry<'a>(
+    state: &AppState,
+    user: &'a User,
+    action: &'a str,
+) -> Option<AuditEntry<'a>> {
     if state.config.security.audit_log_disable_postgres {
         return None;
     }

@@ -12,9 +12,9 @@ use super::{validate, ClientInfo};
 use crate::auth::password;
 use crate::db::{self, is_unique_violation};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::models::db_now;
 use crate::models::identity::{self, Identity, IdentityData, NewIdentity};
 use crate::models::user::{self, NewUser, User, UserChanges};
-use crate::models::db_now;
 use crate::state::AppState;
 
 /// The body of `POST /signup`.

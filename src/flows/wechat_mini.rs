@@ -148,8 +148,13 @@ fn legacy_profile(
     if let (Some(raw), Some(sig)) = (&info.raw_data, &info.signature) {
         crypto::verify_signature(raw, &session.session_key, sig).map_err(failed)?;
     }
-    let decrypted = crypto::decrypt(&session.session_key, &info.encrypted_data, &info.iv, &app.app_id)
-        .map_err(failed)?;
+    let decrypted = crypto::decrypt(
+        &session.session_key,
+        &info.encrypted_data,
+        &info.iv,
+        &app.app_id,
+    )
+    .map_err(failed)?;
     if decrypted["openId"]
         .as_str()
         .is_some_and(|id| id != session.openid)
@@ -269,7 +274,12 @@ pub async fn bind_phone(
         if current.phone.as_deref() != Some(phone.as_str()) || current.phone_confirmed_at.is_none()
         {
             let now = db_now();
-            super::account::ensure_phone_free(conn, &phone, Some(user_id), super::account::PHONE_TAKEN)?;
+            super::account::ensure_phone_free(
+                conn,
+                &phone,
+                Some(user_id),
+                super::account::PHONE_TAKEN,
+            )?;
             let mut changes = AccountChanges::new(&current);
             changes.confirmed_phone(&phone, now);
             changes.write(conn, now)?;
@@ -374,7 +384,9 @@ fn validate_qrcode(p: QrCodeParams) -> ApiResult<QrCodeRequest> {
         env_version: p.env_version,
         width: p.width,
         auto_color: p.auto_color,
-        line_color: p.line_color.map(|(r, g, b)| json!({"r": r, "g": g, "b": b})),
+        line_color: p
+            .line_color
+            .map(|(r, g, b)| json!({"r": r, "g": g, "b": b})),
         is_hyaline: p.is_hyaline,
     })
 }

@@ -54,7 +54,11 @@ pub fn insert_sql(payload: &str, at: &str, ip: &str) -> String {
 }
 
 /// Writes one entry on its own.
-pub fn insert(conn: &mut PgConnection, entry: &AuditEntry<'_>, ip: Option<&str>) -> QueryResult<()> {
+pub fn insert(
+    conn: &mut PgConnection,
+    entry: &AuditEntry<'_>,
+    ip: Option<&str>,
+) -> QueryResult<()> {
     crate::db::prepared(insert_sql("$1", "$2", "$3"))
         .bind::<Text, _>(entry.payload().to_string())
         .bind::<Timestamptz, _>(Utc::now())

@@ -68,19 +68,23 @@ impl IdentityData {
         IdentityData(data)
     }
     pub fn email(mut self, email: &str) -> Self {
-        self.0.insert("email".into(), Value::String(email.to_string()));
+        self.0
+            .insert("email".into(), Value::String(email.to_string()));
         self
     }
     pub fn phone(mut self, phone: &str) -> Self {
-        self.0.insert("phone".into(), Value::String(phone.to_string()));
+        self.0
+            .insert("phone".into(), Value::String(phone.to_string()));
         self
     }
     pub fn email_verified(mut self, verified: bool) -> Self {
-        self.0.insert("email_verified".into(), Value::Bool(verified));
+        self.0
+            .insert("email_verified".into(), Value::Bool(verified));
         self
     }
     pub fn phone_verified(mut self, verified: bool) -> Self {
-        self.0.insert("phone_verified".into(), Value::Bool(verified));
+        self.0
+            .insert("phone_verified".into(), Value::Bool(verified));
         self
     }
     /// Adds the keys of `extra` this data does not have (sign-up metadata, as GoTrue does).

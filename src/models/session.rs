@@ -67,7 +67,10 @@ pub fn exists(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<bool> {
 
 /// The session's assurance level (`aal1` when GoTrue left it NULL) and its amr claims, newest
 /// first, as `(method, unix timestamp)`: one round trip.
-pub fn assurance(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<(String, Vec<(String, i64)>)> {
+pub fn assurance(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+) -> QueryResult<(String, Vec<(String, i64)>)> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = Text)]

@@ -11,6 +11,7 @@ mod gotrue_database;
 mod health_settings;
 mod logout;
 mod rate_limits;
+mod schema;
 mod signup;
 mod spec;
 mod supabase_js;

@@ -13,11 +13,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{WechatApp, WechatConfig};
-use crate::models::wechat as store;
 use crate::db::{self, PgPool};
 use crate::error::ApiError;
-use client::{CodeSession, PhoneInfo, QrCodeRequest, WechatClient};
+use crate::models::wechat as store;
 pub use client::WechatError;
+use client::{CodeSession, PhoneInfo, QrCodeRequest, WechatClient};
 
 /// The identity provider name of WeChat mini-program identities.
 pub const MINI_PROGRAM_PROVIDER: &str = "wechat";
