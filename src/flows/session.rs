@@ -240,6 +240,7 @@ pub fn refresh(
         next
     };
     let (aal, amr) = session::assurance(conn, session_id)?;
+    let aal = aal.unwrap_or_else(|| Aal::Aal1.as_str().to_string());
     let amr = amr
         .into_iter()
         .map(|(method, timestamp)| Amr { method, timestamp })

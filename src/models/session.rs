@@ -65,31 +65,29 @@ pub fn exists(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(sessions::table.find(session_id))).get_result(conn)
 }
 
-/// The session's assurance level (`aal1` when GoTrue left it NULL) and its amr claims, newest
+/// The session's assurance level (`None` where GoTrue left it NULL) and its amr claims, newest
 /// first, as `(method, unix timestamp)`: one round trip.
 pub fn assurance(
     conn: &mut PgConnection,
     session_id: Uuid,
-) -> QueryResult<(String, Vec<(String, i64)>)> {
+) -> QueryResult<(Option<String>, Vec<(String, i64)>)> {
     #[derive(QueryableByName)]
     struct Row {
-        #[diesel(sql_type = Text)]
-        aal: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        aal: Option<String>,
         #[diesel(sql_type = Nullable<Text>)]
         method: Option<String>,
         #[diesel(sql_type = Nullable<Timestamptz>)]
         at: Option<DateTime<Utc>>,
     }
     let rows: Vec<Row> = crate::db::prepared(
-        "SELECT coalesce(s.aal::text, 'aal1') AS aal, a.authentication_method AS method, a.updated_at AS at
+        "SELECT s.aal::text AS aal, a.authentication_method AS method, a.updated_at AS at
          FROM auth.sessions s LEFT JOIN auth.mfa_amr_claims a ON a.session_id = s.id
          WHERE s.id = $1 ORDER BY a.updated_at DESC",
     )
     .bind::<SqlUuid, _>(session_id)
     .load(conn)?;
-    let aal = rows
-        .first()
-        .map_or_else(|| "aal1".to_string(), |r| r.aal.clone());
+    let aal = rows.first().and_then(|r| r.aal.clone());
     let amr = rows
         .into_iter()
         .filter_map(|r| Some((r.method?, r.at?.timestamp())))
