@@ -2,14 +2,13 @@
 //!
 //! Layout: [`config`] reads the environment, [`error`] is the one error type, [`db`] holds the
 //! pool, migrations and per-table models, [`auth`] the token/password primitives, [`tokens`]
-//! sessions and token responses, [`api`] one module per route group, [`wechat`] the WeChat
-//! client and [`emulator`] the WeChat API emulator used for development and tests.
+//! sessions and token responses, [`api`] one module per route group and [`wechat`] the WeChat
+//! client. The WeChat API emulator is a crate of its own (`crates/emulator`, `weauth-emulator`).
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
-pub mod emulator;
 pub mod error;
 pub mod rate_limit;
 pub mod server;
