@@ -83,11 +83,14 @@ wait_http() { # url
 
 # --- build: snapshot the binaries, other people may rebuild target/ while we run --------------
 build() {
-  log "building (cargo build --release --locked)"
-  (cd "$ROOT" && cargo build --release --locked -q && cargo build --release --locked -q -p loadgen)
+  log "building (cargo build --release --locked -p weauth -p weauth-emulator, then -p loadgen)"
+  (cd "$ROOT" && cargo build --release --locked -q -p weauth -p weauth-emulator &&
+    cargo build --release --locked -q -p loadgen)
   mkdir -p "$WORK/bin"
-  cp "$ROOT/target/release/weauth" "$ROOT/target/release/loadgen" "$WORK/bin/"
+  cp "$ROOT/target/release/weauth" "$ROOT/target/release/weauth-emulator" \
+    "$ROOT/target/release/loadgen" "$WORK/bin/"
   WEAUTH=$WORK/bin/weauth
+  EMULATOR=$WORK/bin/weauth-emulator
   LOADGEN=$WORK/bin/loadgen
 }
 
@@ -99,7 +102,7 @@ CHILD_ENV=(env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$WORK/home"
 start_emulator() {
   EMU_PORT=$(free_port)
   mkdir -p "$WORK/home" "$WORK/cwd"
-  (cd "$WORK/cwd" && exec "${CHILD_ENV[@]}" "$WEAUTH" wechat-emulator --port "$EMU_PORT" \
+  (cd "$WORK/cwd" && exec "${CHILD_ENV[@]}" "$EMULATOR" --port "$EMU_PORT" \
     >>"$WORK/emulator.log" 2>&1) &
   EMU_PID=$!
   PIDS+=("$EMU_PID")

@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # Contract tests: the real JavaScript SDKs (supabase-wechat-stable-v2 2.0.8 and 2.2.0,
-# @supabase/supabase-js 2.x), unmodified, against `weauth serve` and the WeChat emulator.
+# @supabase/supabase-js 2.x), unmodified, against `weauth serve` and `weauth-emulator`.
 # Needs Node.js >= 20.10 with npm, psql, PostgreSQL on 127.0.0.1:5432 (user postgres, or
-# WEAUTH_TEST_DATABASE_URL) and the release binary (cargo build --release --locked; or WEAUTH_BIN).
+# WEAUTH_TEST_DATABASE_URL) and the release binaries of weauth and of the emulator
+# (cargo build --release --locked -p weauth -p weauth-emulator; or WEAUTH_BIN and
+# WEAUTH_EMULATOR_BIN).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# WEAUTH_BIN, if set, is relative to the repository root (like target/release/weauth).
+# WEAUTH_BIN and WEAUTH_EMULATOR_BIN, if set, are relative to the repository root (like
+# target/release/weauth).
 repo="$(cd .. && pwd)"
 bin="${WEAUTH_BIN:-${CARGO_TARGET_DIR:-target}/release/weauth}"
+emu_bin="${WEAUTH_EMULATOR_BIN:-${CARGO_TARGET_DIR:-target}/release/weauth-emulator}"
 case "$bin" in /*) ;; *) bin="$repo/$bin" ;; esac
-export WEAUTH_BIN="$bin"
-if [ ! -x "$bin" ]; then
-  echo "contract/run.sh: $bin not found; run 'cargo build --release --locked' first" >&2
-  exit 1
-fi
+case "$emu_bin" in /*) ;; *) emu_bin="$repo/$emu_bin" ;; esac
+export WEAUTH_BIN="$bin" WEAUTH_EMULATOR_BIN="$emu_bin"
+for b in "$bin" "$emu_bin"; do
+  if [ ! -x "$b" ]; then
+    echo "contract/run.sh: $b not found; run 'cargo build --release --locked -p weauth -p weauth-emulator' first" >&2
+    exit 1
+  fi
+done
 
 for tool in node npm psql; do
   command -v "$tool" >/dev/null 2>&1 || { echo "contract/run.sh: $tool not found (needs Node.js >= 20 with npm, and psql)" >&2; exit 1; }

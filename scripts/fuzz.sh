@@ -6,8 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${WEAUTH_BIN:-${CARGO_TARGET_DIR:-target}/debug/weauth}
-[ -x "$BIN" ] || cargo build --locked
+EMU_BIN=${WEAUTH_EMULATOR_BIN:-${CARGO_TARGET_DIR:-target}/debug/weauth-emulator}
+[ -x "$BIN" ] || cargo build --locked -p weauth
+[ -x "$EMU_BIN" ] || cargo build --locked -p weauth-emulator
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+EMU_BIN="$(cd "$(dirname "$EMU_BIN")" && pwd)/$(basename "$EMU_BIN")"
 VENV=target/schemathesis-venv
 SCHEMATHESIS_VERSION=4.32.5
 if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | grep -q "$SCHEMATHESIS_VERSION"; then
@@ -42,7 +45,7 @@ common_env=(
 # Every per-client rate limit off: the fuzzer sends thousands of requests from one address.
 no_limits=()
 for var in $("$BIN" rate-limits --names); do no_limits+=("$var=0"); done
-( cd "$WORK" && exec env -i "${common_env[@]}" "$BIN" wechat-emulator --port "$EMU_PORT" ) >"$WORK/emulator.log" 2>&1 &
+( cd "$WORK" && exec env -i "${common_env[@]}" "$EMU_BIN" --port "$EMU_PORT" ) >"$WORK/emulator.log" 2>&1 &
 pids+=($!)
 ( cd "$WORK" && exec env -i "${common_env[@]}" \
     DATABASE_URL="${PG%/*}/$DB" GOTRUE_JWT_SECRET="$SECRET" GOTRUE_API_HOST=127.0.0.1 GOTRUE_API_PORT="$API_PORT" \

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the HTTP integration tests (real PostgreSQL on
 # 127.0.0.1:5432 as user postgres, or WEAUTH_TEST_DATABASE_URL; the WeChat emulator runs
-# in-process). Each test gets its own database, so tests run in parallel.
+# in-process), for weauth and for the emulator crate (crates/emulator). Each test gets its own
+# database, so tests run in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --locked --all-targets
+cargo test --locked -p weauth -p weauth-emulator --all-targets
 
 # Contract tests: the real JavaScript SDKs (supabase-wechat-stable-v2 2.0.8 and 2.2.0,
-# @supabase/supabase-js) run unmodified against the release binary and the WeChat emulator
-# (needs Node.js >= 20.10 with npm, and psql; see contract/run.sh).
-cargo build --release --locked
+# @supabase/supabase-js) run unmodified against the release binaries of weauth and of the
+# emulator (needs Node.js >= 20.10 with npm, and psql; see contract/run.sh).
+cargo build --release --locked -p weauth -p weauth-emulator
 bash contract/run.sh
 
 # Property-based fuzzing of every documented operation against a live server: no 5xx, no

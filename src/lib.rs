@@ -1,15 +1,16 @@
 //! weauth: a GoTrue (Supabase Auth) compatible auth server with WeChat mini-program login.
 //!
-//! Layout: [`config`] reads the environment, [`error`] is the one error type, [`db`] holds the
-//! pool, migrations and per-table models, [`auth`] the token/password primitives, [`tokens`]
-//! sessions and token responses, [`api`] one module per route group, [`wechat`] the WeChat
-//! client and [`emulator`] the WeChat API emulator used for development and tests.
+//! Layers, top down (see `docs/ARCHITECTURE.md`): [`api`] the HTTP routes, which call
+//! [`flows`], the use cases, which use [`models`] (one module per table) and [`providers`] (the
+//! outside services), over [`db`] (pool, migrations, `schema.rs`). Beside them: [`config`], the
+//! one error type in [`error`], [`auth`] (key set, password hashing), [`rate_limit`], [`state`]
+//! and [`server`]. The emulator of the outside services is a crate of its own
+//! (`crates/emulator`, `weauth-emulator`), which the server does not link.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
-pub mod emulator;
 pub mod error;
 pub mod flows;
 pub mod models;

@@ -1,4 +1,4 @@
-//! The `weauth` command: `serve` (default), `migrate` and `wechat-emulator`.
+//! The `weauth` command: `serve` (default), `migrate` and `rate-limits`.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -32,15 +32,6 @@ enum Command {
         /// Print only the variable names, one per line (for scripts).
         #[arg(long)]
         names: bool,
-    },
-    /// Run the WeChat API emulator for development and tests (default port 9911).
-    WechatEmulator {
-        /// Port to listen on (also `WEAUTH_EMULATOR_PORT`).
-        #[arg(long, env = "WEAUTH_EMULATOR_PORT", default_value_t = 9911)]
-        port: u16,
-        /// Address to bind (also `WEAUTH_EMULATOR_HOST`).
-        #[arg(long, env = "WEAUTH_EMULATOR_HOST", default_value = "127.0.0.1")]
-        host: String,
     },
 }
 
@@ -86,7 +77,6 @@ fn main() -> ExitCode {
             print_rate_limits(&config, names);
             Ok(())
         }
-        Command::WechatEmulator { port, host } => weauth::emulator::run(&config, &host, port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,8 +12,9 @@
 set -euo pipefail
 A=$1 B=$2
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-(cd "$ROOT" && cargo build --release --locked -q -p loadgen)
+(cd "$ROOT" && cargo build --release --locked -q -p weauth-emulator -p loadgen)
 L=$ROOT/target/release/loadgen
+EMULATOR=$ROOT/target/release/weauth-emulator
 export PGHOST=127.0.0.1 PGUSER=postgres PGSSLMODE=disable
 DB=weauth_ab_$$
 WORK=$(mktemp -d /tmp/weauth-ab.XXXXXX)
@@ -29,7 +30,7 @@ trap cleanup EXIT
 cd "$WORK"
 ENVS=(env -i PATH=/usr/bin:/bin GOTRUE_EXTERNAL_WECHAT_APP_ID=wxbench000000000001
   GOTRUE_EXTERNAL_WECHAT_SECRET=bench-app-secret-0123456789 GOTRUE_LOG_LEVEL=warn)
-"${ENVS[@]}" "$A" wechat-emulator --port 39200 >/dev/null 2>&1 &
+"${ENVS[@]}" "$EMULATOR" --port 39200 >/dev/null 2>&1 &
 EMU=$!
 sleep 0.5
 TAG=100

@@ -1,11 +1,13 @@
 'use strict'
-// Starts what the SDKs talk to: a fresh PostgreSQL database, `weauth wechat-emulator` and
-// `weauth serve` (the release binary, built by scripts/test.sh), each on a free port, with a clean
-// environment and a temporary working directory (so no developer .env leaks in). Stops them and
-// drops the database when done, also when a test fails or the process is interrupted.
+// Starts what the SDKs talk to: a fresh PostgreSQL database, `weauth-emulator` and
+// `weauth serve` (the release binaries, built by scripts/test.sh), each on a free port, with a
+// clean environment and a temporary working directory (so no developer .env leaks in). Stops them
+// and drops the database when done, also when a test fails or the process is interrupted.
 //
 // Environment:
-//   WEAUTH_BIN                the binary (default: <repo>/target/release/weauth)
+//   WEAUTH_BIN                weauth (default: <repo>/$CARGO_TARGET_DIR/release/weauth, with
+//                             CARGO_TARGET_DIR defaulting to target)
+//   WEAUTH_EMULATOR_BIN       the emulator (default: <repo>/$CARGO_TARGET_DIR/release/weauth-emulator)
 //   WEAUTH_TEST_DATABASE_URL  the PostgreSQL server databases are created on
 //                             (default postgres://postgres@127.0.0.1:5432/postgres, as for cargo test)
 //   CONTRACT_KEEP_LOGS=1      keep the servers' logs (their path is printed) even when all passed
@@ -28,13 +30,18 @@ const DEFAULT_APP_SECRET = 'contract-default-app-secret'
 
 const live = new Set() // stacks not yet stopped, for the exit handlers
 
-function binary() {
-  const bin = process.env.WEAUTH_BIN ? path.resolve(REPO, process.env.WEAUTH_BIN) : path.join(REPO, 'target', 'release', 'weauth')
+/** A release binary: `name` from the target directory, unless the variable `envVar` names one. */
+function binary(name, envVar) {
+  const targetDir = path.resolve(REPO, process.env.CARGO_TARGET_DIR || 'target')
+  const bin = process.env[envVar] ? path.resolve(REPO, process.env[envVar]) : path.join(targetDir, 'release', name)
   if (!fs.existsSync(bin)) {
-    throw new Error(`weauth binary not found at ${bin}: run \`cargo build --release --locked\` first (or set WEAUTH_BIN)`)
+    throw new Error(`${name} binary not found at ${bin}: run \`cargo build --release --locked -p weauth -p weauth-emulator\` first (or set ${envVar})`)
   }
   return bin
 }
+
+const weauthBinary = () => binary('weauth', 'WEAUTH_BIN')
+const emulatorBinary = () => binary('weauth-emulator', 'WEAUTH_EMULATOR_BIN')
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -93,12 +100,12 @@ function databaseUrl(serverUrl, name) {
 // ---- child processes -------------------------------------------------------------------------
 
 class Child {
-  constructor(name, args, env, cwd) {
+  constructor(name, bin, args, env, cwd) {
     this.name = name
     this.logPath = path.join(cwd, `${name}.log`)
     this.log = fs.openSync(this.logPath, 'a')
     this.exited = null
-    this.proc = spawn(binary(), args, { env, cwd, stdio: ['ignore', this.log, this.log] })
+    this.proc = spawn(bin, args, { env, cwd, stdio: ['ignore', this.log, this.log] })
     this.proc.on('exit', (code, signal) => {
       this.exited = { code, signal }
     })
@@ -207,9 +214,9 @@ async function startStackOnce({ name = 'contract', env: extraEnv = {} } = {}) {
       GOTRUE_LOG_LEVEL: 'info',
       ...extraEnv,
     }
-    const emulator = new Child('emulator', ['wechat-emulator', '--port', String(emulatorPort), '--host', '127.0.0.1'], emulatorEnv, workDir)
+    const emulator = new Child('emulator', emulatorBinary(), ['--port', String(emulatorPort), '--host', '127.0.0.1'], emulatorEnv, workDir)
     stack.children.push(emulator)
-    const weauth = new Child('weauth', ['serve'], weauthEnv, workDir)
+    const weauth = new Child('weauth', weauthBinary(), ['serve'], weauthEnv, workDir)
     stack.children.push(weauth)
 
     stack.url = `http://127.0.0.1:${apiPort}`

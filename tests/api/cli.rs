@@ -1,5 +1,5 @@
-//! The `weauth` binary itself: `migrate`, `serve` (with graceful SIGTERM), `wechat-emulator`,
-//! and start-up configuration errors.
+//! The `weauth` binary itself: `migrate`, `serve` (with graceful SIGTERM) and start-up
+//! configuration errors. (The `weauth-emulator` binary is tested in crates/emulator/tests/cli.rs.)
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -119,47 +119,6 @@ async fn serve_answers_and_drains_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
-}
-
-#[tokio::test]
-async fn wechat_emulator_subcommand_serves_the_dev_app() {
-    let port = free_port().to_string();
-    let mut child = weauth(&["wechat-emulator", "--port", &port], &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until_up(&format!("{base}/emulator/stats"), &mut child).await;
-    let client = reqwest::Client::new();
-    let code = expect_json(
-        client
-            .post(format!("{base}/emulator/login-code"))
-            .json(&json!({"appid": "wx0000000000000dev", "user": "alice"}))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
-    let session = expect_json(
-        client
-            .get(format!("{base}/sns/jscode2session"))
-            .query(&[
-                ("appid", "wx0000000000000dev"),
-                ("secret", "weauth-dev-secret"),
-                ("js_code", code["code"].as_str().unwrap()),
-                ("grant_type", "authorization_code"),
-            ])
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
-    assert_eq!(session["openid"].as_str().unwrap().len(), 28);
-    sigterm(&child);
-    child.wait().unwrap();
 }
 
 /// A full password + refresh + WeChat scenario with debug logging: no secret reaches the log.

@@ -248,9 +248,10 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Emulator {
-        let config = Config::from_lookup(&|name| wechat_env().get(name).cloned()).unwrap();
-        let wechat = config.wechat.clone();
-        let (port, server) = spawn_server(move |l| weauth::emulator::start(&wechat, l));
+        let config =
+            weauth_emulator::EmulatorConfig::from_lookup(&|name| wechat_env().get(name).cloned())
+                .unwrap();
+        let (port, server) = spawn_server(move |l| weauth_emulator::start(config, l));
         Emulator {
             url: format!("http://127.0.0.1:{port}"),
             _server: server,

@@ -1,7 +1,7 @@
 //! WeChat's legacy open-data crypto (`wx.getUserInfo` / old `getPhoneNumber`): AES-128-CBC with
 //! PKCS#7, key = base64-decoded session_key, and the `sha1(rawData + session_key)` signature.
 
-use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -9,7 +9,6 @@ use sha1::{Digest, Sha1};
 use crate::auth::secure_eq;
 
 type Decryptor = cbc::Decryptor<aes::Aes128>;
-type Encryptor = cbc::Encryptor<aes::Aes128>;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CryptoError {
@@ -58,13 +57,6 @@ pub fn decrypt(
         return Err(CryptoError::Watermark);
     }
     Ok(value)
-}
-
-/// Encrypts a payload the way WeChat's client does (used by the emulator).
-pub fn encrypt(session_key: &str, plaintext: &[u8], iv: &str) -> Result<String, CryptoError> {
-    let (key, iv) = key_and_iv(session_key, iv)?;
-    Ok(STANDARD
-        .encode(Encryptor::new(&key.into(), &iv.into()).encrypt_padded_vec_mut::<Pkcs7>(plaintext)))
 }
 
 /// `hex(sha1(rawData + session_key))`, WeChat's signature over `rawData`.
@@ -149,30 +141,6 @@ mod tests {
         assert_eq!(
             verify_signature(raw, "HyVFkGl5F5OQWJZZaNzBBg==", "00"),
             Err(CryptoError::Signature)
-        );
-    }
-
-    #[test]
-    fn encryption_reproduces_the_public_vector() {
-        let plain = decrypt(SESSION_KEY, ENCRYPTED, IV, APP_ID).unwrap();
-        let bytes = serde_json::to_vec(&plain).unwrap();
-        let again = decrypt(
-            SESSION_KEY,
-            &encrypt(SESSION_KEY, &bytes, IV).unwrap(),
-            IV,
-            APP_ID,
-        )
-        .unwrap();
-        assert_eq!(again, plain);
-    }
-
-    #[test]
-    fn encrypt_round_trips() {
-        let payload = br#"{"phoneNumber":"13800138000","watermark":{"appid":"wx1","timestamp":1}}"#;
-        let enc = encrypt(SESSION_KEY, payload, IV).unwrap();
-        assert_eq!(
-            decrypt(SESSION_KEY, &enc, IV, "wx1").unwrap()["phoneNumber"],
-            "13800138000"
         );
     }
 }

@@ -10,11 +10,11 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::state::{Api, Emulator, Failure, WxError};
+use super::state::{Api, Failure, WechatEmulator, WxError};
 use super::{wx_error, wx_error_with_status, wx_json, wxacode};
 
 /// `GET /sns/jscode2session?appid=&secret=&js_code=&grant_type=authorization_code`
-pub async fn jscode2session(req: HttpRequest, em: web::Data<Emulator>) -> HttpResponse {
+pub async fn jscode2session(req: HttpRequest, em: web::Data<WechatEmulator>) -> HttpResponse {
     if let Some(resp) = injected(&em, Api::Jscode2session).await {
         return resp;
     }
@@ -47,7 +47,7 @@ pub async fn jscode2session(req: HttpRequest, em: web::Data<Emulator>) -> HttpRe
 }
 
 /// `GET /cgi-bin/token?grant_type=client_credential&appid=&secret=`
-pub async fn token(req: HttpRequest, em: web::Data<Emulator>) -> HttpResponse {
+pub async fn token(req: HttpRequest, em: web::Data<WechatEmulator>) -> HttpResponse {
     if let Some(resp) = injected(&em, Api::Token).await {
         return resp;
     }
@@ -73,7 +73,7 @@ pub async fn token(req: HttpRequest, em: web::Data<Emulator>) -> HttpResponse {
 pub async fn stable_token(
     req: HttpRequest,
     body: web::Bytes,
-    em: web::Data<Emulator>,
+    em: web::Data<WechatEmulator>,
 ) -> HttpResponse {
     if let Some(resp) = injected(&em, Api::StableToken).await {
         return resp;
@@ -114,7 +114,7 @@ pub async fn stable_token(
 pub async fn get_user_phone_number(
     req: HttpRequest,
     body: web::Bytes,
-    em: web::Data<Emulator>,
+    em: web::Data<WechatEmulator>,
 ) -> HttpResponse {
     if let Some(resp) = injected(&em, Api::GetUserPhoneNumber).await {
         return resp;
@@ -156,7 +156,7 @@ pub async fn get_user_phone_number(
 pub async fn get_wxa_code_unlimit(
     req: HttpRequest,
     body: web::Bytes,
-    em: web::Data<Emulator>,
+    em: web::Data<WechatEmulator>,
 ) -> HttpResponse {
     if let Some(resp) = injected(&em, Api::GetWxaCodeUnlimit).await {
         return resp;
@@ -197,7 +197,7 @@ pub async fn get_wxa_code_unlimit(
 
 /// Counts the call, then applies the next injected failure: `Some(response)` to answer with,
 /// `None` to carry on (no failure, or only a delay).
-async fn injected(em: &Emulator, api: Api) -> Option<HttpResponse> {
+async fn injected(em: &WechatEmulator, api: Api) -> Option<HttpResponse> {
     let failure: Failure = em.lock().begin_call(api)?;
     if !failure.delay.is_zero() {
         actix_web::rt::time::sleep(failure.delay).await;

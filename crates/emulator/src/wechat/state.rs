@@ -454,14 +454,14 @@ impl State {
 }
 
 /// The configured apps plus the mutable state; shared by every worker.
-pub struct Emulator {
+pub struct WechatEmulator {
     apps: BTreeMap<String, Secret>,
     state: Mutex<State>,
 }
 
-impl Emulator {
+impl WechatEmulator {
     pub fn new(apps: BTreeMap<String, Secret>) -> Self {
-        Emulator {
+        WechatEmulator {
             apps,
             state: Mutex::new(State::default()),
         }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::phone::{split_e164, Phone};
-use super::state::{openid, unionid, unix_now, Api, Emulator, Failure, Session};
+use super::state::{openid, unionid, unix_now, Api, Failure, Session, WechatEmulator};
 use super::{control_error, crypto};
 
 /// `delay_ms` above this is surely a mistake (and would tie up a connection for ages).
@@ -70,7 +70,7 @@ pub struct LoginCodeRequest {
 }
 
 /// `POST /emulator/login-code` `{"appid","user","unionid"?}` → `{"code"}`.
-pub async fn login_code(body: web::Bytes, em: web::Data<Emulator>) -> Reply {
+pub async fn login_code(body: web::Bytes, em: web::Data<WechatEmulator>) -> Reply {
     let req: LoginCodeRequest = parse(&body)?;
     known_app(&em, &req.appid)?;
     if req.user.trim().is_empty() {
@@ -89,7 +89,7 @@ pub struct PhoneCodeRequest {
 }
 
 /// `POST /emulator/phone-code` `{"appid","phone":"+8613800138000"}` → `{"code"}`.
-pub async fn phone_code(body: web::Bytes, em: web::Data<Emulator>) -> Reply {
+pub async fn phone_code(body: web::Bytes, em: web::Data<WechatEmulator>) -> Reply {
     let req: PhoneCodeRequest = parse(&body)?;
     known_app(&em, &req.appid)?;
     let phone = split_e164(&req.phone).map_err(bad_request)?;
@@ -109,7 +109,7 @@ pub struct UserInfoRequest {
 
 /// `POST /emulator/user-info` `{"appid","user","userInfo"?}` → what legacy `wx.getUserInfo` gives:
 /// `{"errMsg","userInfo","rawData","signature","encryptedData","iv"}`.
-pub async fn user_info(body: web::Bytes, em: web::Data<Emulator>) -> Reply {
+pub async fn user_info(body: web::Bytes, em: web::Data<WechatEmulator>) -> Reply {
     let req: UserInfoRequest = parse(&body)?;
     let session = current_session(&em, &req.appid, &req.user)?;
     // A profile like the ones WeChat returned before profiles were anonymised.
@@ -165,7 +165,7 @@ pub struct PhoneEncryptedRequest {
 
 /// `POST /emulator/phone-encrypted` `{"appid","user","phone"}` → legacy getPhoneNumber
 /// `{"errMsg","encryptedData","iv"}`.
-pub async fn phone_encrypted(body: web::Bytes, em: web::Data<Emulator>) -> Reply {
+pub async fn phone_encrypted(body: web::Bytes, em: web::Data<WechatEmulator>) -> Reply {
     let req: PhoneEncryptedRequest = parse(&body)?;
     let session = current_session(&em, &req.appid, &req.user)?;
     let phone: Phone = split_e164(&req.phone).map_err(bad_request)?;
@@ -200,7 +200,7 @@ pub struct FailNextRequest {
 
 /// `POST /emulator/fail-next` `{"api","errcode"?,"times"?,"delay_ms"?,"garbage"?,"http_status"?}`
 /// → `{}`. Queued behind earlier instructions for the same API.
-pub async fn fail_next(body: web::Bytes, em: web::Data<Emulator>) -> Reply {
+pub async fn fail_next(body: web::Bytes, em: web::Data<WechatEmulator>) -> Reply {
     let req: FailNextRequest = parse(&body)?;
     let Some(api) = Api::from_name(&req.api) else {
         let names: Vec<&str> = Api::ALL.iter().map(|a| a.name()).collect();
@@ -242,7 +242,7 @@ pub struct ExpireRequest {
 }
 
 /// `POST /emulator/expire-access-tokens` `{"appid"?}` → `{"expired": n}`.
-pub async fn expire_access_tokens(body: web::Bytes, em: web::Data<Emulator>) -> Reply {
+pub async fn expire_access_tokens(body: web::Bytes, em: web::Data<WechatEmulator>) -> Reply {
     let req: ExpireRequest = parse(&body)?;
     if let Some(app_id) = &req.appid {
         known_app(&em, app_id)?;
@@ -254,13 +254,13 @@ pub async fn expire_access_tokens(body: web::Bytes, em: web::Data<Emulator>) -> 
 }
 
 /// `GET /emulator/stats` → the counters.
-pub async fn stats(em: web::Data<Emulator>) -> Reply {
+pub async fn stats(em: web::Data<WechatEmulator>) -> Reply {
     let stats = em.lock().stats.clone();
     Ok(HttpResponse::Ok().json(stats))
 }
 
 /// `POST /emulator/reset` → `{}`: forgets codes, tokens, session keys, counters and failures.
-pub async fn reset(em: web::Data<Emulator>) -> Reply {
+pub async fn reset(em: web::Data<WechatEmulator>) -> Reply {
     em.lock().reset();
     Ok(HttpResponse::Ok().json(json!({})))
 }
@@ -282,7 +282,7 @@ fn internal(message: String) -> ControlError {
     }
 }
 
-fn known_app(em: &Emulator, app_id: &str) -> Result<(), ControlError> {
+fn known_app(em: &WechatEmulator, app_id: &str) -> Result<(), ControlError> {
     if em.has_app(app_id) {
         Ok(())
     } else {
@@ -294,7 +294,7 @@ fn known_app(em: &Emulator, app_id: &str) -> Result<(), ControlError> {
 }
 
 /// The user's current session key in the app, which legacy encrypted data is keyed with.
-fn current_session(em: &Emulator, app_id: &str, user: &str) -> Result<Session, ControlError> {
+fn current_session(em: &WechatEmulator, app_id: &str, user: &str) -> Result<Session, ControlError> {
     known_app(em, app_id)?;
     em.lock().session(app_id, user).cloned().ok_or_else(|| {
         bad_request(format!(

@@ -1,6 +1,5 @@
-//! Unit tests of the emulator's pure pieces and one end-to-end run over HTTP.
+//! Unit tests of the WeChat emulator's pure pieces and one end-to-end run over HTTP.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -12,8 +11,9 @@ use super::phone::split_e164;
 use super::state::{
     openid, unionid, Api, Failure, State, WxError, CODE_TTL, TOKEN_OVERLAP, TOKEN_TTL,
 };
-use super::{crypto, start, wxacode};
-use crate::config::{Secret, WechatApp, WechatConfig};
+use super::{crypto, wxacode};
+use crate::config::{EmulatorConfig, Secret};
+use crate::start;
 
 // ---- identities ---------------------------------------------------------------------------
 
@@ -172,21 +172,58 @@ fn wxacode_renders_a_real_qr_png() {
 
 // ---- legacy crypto: WeChat's public test vector ------------------------------------------
 
+// WeChat's public test vector (aes-sample.zip, reproduced in easywechat and WxJava tests).
+const VECTOR_APP_ID: &str = "wx4f4bc4dec97d474b";
 const VECTOR_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
+const VECTOR_IV: &str = "r7BXXKkLb8qrSNn05n0qiA==";
+const VECTOR_ENCRYPTED: &str = "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==";
 const VECTOR_PLAIN: &str = r#"{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/aSKcBBPpibyKNicHNTMM0qJVh8Kjgiak2AHWr8MHM4WgMEm7GFhsf8OYrySdbvAMvTsw3mo8ibKicsnfN5pRjl1p8HQ/0","unionId":"ocMvos6NjeKLIBqg5Mr9QjxrP1FA","watermark":{"timestamp":1477314187,"appid":"wx4f4bc4dec97d474b"}}"#;
 
+/// What weauth does with `encryptedData` (src/wechat/crypto.rs), minus its error types: the
+/// emulator cannot use weauth's code, so its tests carry the receiving side themselves.
+fn decrypt(session_key: &str, encrypted_data: &str, iv: &str, app_id: &str) -> Value {
+    use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+    let key: [u8; 16] = STANDARD.decode(session_key).unwrap().try_into().unwrap();
+    let iv: [u8; 16] = STANDARD.decode(iv).unwrap().try_into().unwrap();
+    let plain = cbc::Decryptor::<aes::Aes128>::new(&key.into(), &iv.into())
+        .decrypt_padded_vec_mut::<Pkcs7>(&STANDARD.decode(encrypted_data).unwrap())
+        .unwrap();
+    let value: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(value["watermark"]["appid"], app_id, "{value}");
+    value
+}
+
 #[test]
-fn emulated_encryption_is_what_weauth_decrypts() {
+fn encryption_reproduces_the_public_vector() {
+    let iv: [u8; 16] = STANDARD.decode(VECTOR_IV).unwrap().try_into().unwrap();
+    assert_eq!(
+        crypto::encrypt_with_iv(VECTOR_KEY, VECTOR_PLAIN.as_bytes(), &iv).unwrap(),
+        VECTOR_ENCRYPTED
+    );
+    let plain = decrypt(VECTOR_KEY, VECTOR_ENCRYPTED, VECTOR_IV, VECTOR_APP_ID);
+    assert_eq!(plain, serde_json::from_str::<Value>(VECTOR_PLAIN).unwrap());
+}
+
+#[test]
+fn encrypt_round_trips_with_a_fresh_iv() {
     let payload = br#"{"hello":"world","watermark":{"appid":"wx4f4bc4dec97d474b","timestamp":1}}"#;
     let (data, iv) = crypto::encrypt(VECTOR_KEY, payload).unwrap();
     assert_eq!(STANDARD.decode(&iv).unwrap().len(), 16);
-    let plain =
-        crate::providers::wechat::crypto::decrypt(VECTOR_KEY, &data, &iv, "wx4f4bc4dec97d474b")
-            .unwrap();
-    assert_eq!(plain["hello"], "world");
+    assert_eq!(
+        decrypt(VECTOR_KEY, &data, &iv, VECTOR_APP_ID)["hello"],
+        "world"
+    );
+    let (again, other_iv) = crypto::encrypt(VECTOR_KEY, payload).unwrap();
+    assert_ne!(
+        (again, other_iv),
+        (data, iv),
+        "every payload gets its own iv"
+    );
     assert!(crypto::encrypt("not base64!", b"x").is_err());
-    let parsed: Value = serde_json::from_str(VECTOR_PLAIN).unwrap();
-    assert_eq!(parsed["watermark"]["appid"], "wx4f4bc4dec97d474b");
+    assert!(
+        crypto::encrypt("c2hvcnQ=", b"x").is_err(),
+        "a key must be 16 bytes"
+    );
 }
 
 #[test]
@@ -359,26 +396,12 @@ fn injected_failures_are_counted_and_run_out() {
 
 // ---- end to end over HTTP -----------------------------------------------------------------
 
-fn test_config() -> WechatConfig {
-    let apps: BTreeMap<String, WechatApp> = [("wxtest1", "secret1"), ("wxtest2", "secret2")]
-        .into_iter()
-        .map(|(id, secret)| {
-            (
-                id.to_string(),
-                WechatApp {
-                    app_id: id.to_string(),
-                    secret: Secret::new(secret),
-                },
-            )
-        })
-        .collect();
-    WechatConfig {
-        enabled: true,
-        api_url: String::new(),
-        default_app_id: Some("wxtest1".into()),
-        apps,
-        timeout: Duration::from_secs(5),
-        qrcode_timeout: Duration::from_secs(15),
+fn test_config() -> EmulatorConfig {
+    EmulatorConfig {
+        wechat_apps: [("wxtest1", "secret1"), ("wxtest2", "secret2")]
+            .into_iter()
+            .map(|(id, secret)| (id.to_string(), Secret::new(secret)))
+            .collect(),
     }
 }
 
@@ -440,7 +463,7 @@ fn errcode(body: &Value) -> i64 {
 async fn emulator_serves_wechat_and_control_apis() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = start(&test_config(), listener).unwrap();
+    let server = start(test_config(), listener).unwrap();
     let handle = server.handle();
     actix_web::rt::spawn(server);
     let c = Client {
@@ -516,13 +539,12 @@ async fn emulator_serves_wechat_and_control_apis() {
     let info = c.post("/emulator/user-info", json!({"appid": "wxtest1", "user": "alice", "userInfo": {"nickName": "Alice", "gender": 2}})).await.1;
     let raw = info["rawData"].as_str().unwrap();
     assert_eq!(info["signature"], crypto::signature(raw, &session_key));
-    let plain = crate::providers::wechat::crypto::decrypt(
+    let plain = decrypt(
         &session_key,
         info["encryptedData"].as_str().unwrap(),
         info["iv"].as_str().unwrap(),
         "wxtest1",
-    )
-    .unwrap();
+    );
     assert_eq!(
         (&plain["openId"], &plain["unionId"], &plain["nickName"]),
         (

@@ -1,0 +1,109 @@
+//! The WeChat server API emulator.
+//!
+//! Answers like `api.weixin.qq.com` (same paths, bodies, errcodes, HTTP 200 for errors) so
+//! weauth's tests and local development run without WeChat. A control API under `/emulator/`
+//! plays the phone's part (`wx.login` codes, phone-button codes, legacy encrypted data) and
+//! injects failures. All state is in memory.
+//!
+//! Files: [`state`] the rules and memory, [`wechat_api`] the WeChat endpoints, [`control`] the
+//! `/emulator/*` endpoints, [`wxacode`] QR validation/rendering, [`phone`] E.164 splitting and
+//! [`crypto`] the legacy AES/sha1 open-data crypto.
+
+mod control;
+mod crypto;
+mod phone;
+mod state;
+mod wechat_api;
+mod wxacode;
+
+#[cfg(test)]
+mod tests;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use crate::control_error;
+use state::{errmsg, rid, WxError};
+
+pub use state::WechatEmulator;
+
+/// App id of the built-in development app the binary serves when no app is configured.
+pub const DEV_APP_ID: &str = "wx0000000000000dev";
+/// Its secret: public on purpose, like weauth's development JWT secret.
+pub const DEV_APP_SECRET: &str = "weauth-dev-secret";
+
+/// WeChat labels its JSON this way (and some endpoints even say text/plain).
+const WX_JSON: &str = "application/json; encoding=utf-8";
+
+/// Mounts the WeChat paths and the `/emulator/*` control routes; they read the
+/// [`WechatEmulator`] from the app data.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // WeChat endpoints take every method: each handler answers a wrong one the way WeChat does.
+    cfg.route(
+        "/sns/jscode2session",
+        web::route().to(wechat_api::jscode2session),
+    )
+    .route("/cgi-bin/token", web::route().to(wechat_api::token))
+    .route(
+        "/cgi-bin/stable_token",
+        web::route().to(wechat_api::stable_token),
+    )
+    .route(
+        "/wxa/business/getuserphonenumber",
+        web::route().to(wechat_api::get_user_phone_number),
+    )
+    .route(
+        "/wxa/getwxacodeunlimit",
+        web::route().to(wechat_api::get_wxa_code_unlimit),
+    );
+    // Control endpoints answer a wrong method with JSON too, not actix's empty 405.
+    for (path, route) in [
+        ("/emulator/login-code", web::post().to(control::login_code)),
+        ("/emulator/phone-code", web::post().to(control::phone_code)),
+        ("/emulator/user-info", web::post().to(control::user_info)),
+        (
+            "/emulator/phone-encrypted",
+            web::post().to(control::phone_encrypted),
+        ),
+        ("/emulator/fail-next", web::post().to(control::fail_next)),
+        (
+            "/emulator/expire-access-tokens",
+            web::post().to(control::expire_access_tokens),
+        ),
+        ("/emulator/stats", web::get().to(control::stats)),
+        ("/emulator/reset", web::post().to(control::reset)),
+    ] {
+        cfg.service(
+            web::resource(path)
+                .route(route)
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    control_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+}
+
+/// A WeChat error body, HTTP 200 like the real thing (clients must parse the body).
+fn wx_error(err: WxError) -> HttpResponse {
+    wx_error_with_status(err.code, StatusCode::OK)
+}
+
+fn wx_error_with_status(code: i64, status: StatusCode) -> HttpResponse {
+    let body = json!({ "errcode": code, "errmsg": format!("{}, rid: {}", errmsg(code), rid()) });
+    HttpResponse::build(status)
+        .content_type(WX_JSON)
+        .body(body.to_string())
+}
+
+/// A WeChat success body.
+fn wx_json(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(WX_JSON)
+        .body(body.to_string())
+}
