@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod emulator;
 pub mod error;
+pub mod providers;
 pub mod rate_limit;
 pub mod server;
 pub mod state;
