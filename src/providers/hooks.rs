@@ -30,9 +30,7 @@ use base64::Engine;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Jsonb, Nullable, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 
 /// Largest hook answer read, as in GoTrue (`payloadLimit`, 200 KB).
 const RESPONSE_LIMIT: usize = 200 * 1024;
@@ -258,19 +256,17 @@ impl HookError {
 /// The Standard Webhooks signature of one message: `v1,<base64 HMAC-SHA256(key,
 /// "{msg_id}.{timestamp}.{body}")>`.
 pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    };
-    mac.update(msg_id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
+    let signed = [
+        msg_id.as_bytes(),
+        b".",
+        timestamp.to_string().as_bytes(),
+        b".",
+        body,
+    ]
+    .concat();
     format!(
         "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        base64::engine::general_purpose::STANDARD.encode(super::hmac_sha256(key, &signed))
     )
 }
 
