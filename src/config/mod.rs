@@ -9,10 +9,12 @@
 
 mod accounts;
 mod database;
+mod hooks;
 mod jwt;
 mod rate_limits;
 mod security;
 mod server;
+mod sms;
 mod vars;
 mod wechat;
 
@@ -21,10 +23,12 @@ use std::fmt;
 
 pub use accounts::{AccountsConfig, PasswordConfig, PasswordHashConfig};
 pub use database::DatabaseConfig;
+pub use hooks::{HookConfig, HooksConfig};
 pub use jwt::{JwtConfig, DEV_JWT_SECRET};
 pub use rate_limits::RateLimitConfig;
 pub use security::SecurityConfig;
 pub use server::ServerConfig;
+pub use sms::{AliyunSmsConfig, SmsConfig, SmsProviderConfig, TencentSmsConfig};
 pub use vars::Vars;
 pub use wechat::{WechatApp, WechatConfig};
 
@@ -33,7 +37,7 @@ pub use wechat::{WechatApp, WechatConfig};
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
 
-/// A string that must never be printed (JWT secret, WeChat app secrets).
+/// A string that must never be printed (JWT secret, WeChat app secrets, SMS provider keys).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -65,6 +69,8 @@ pub struct Config {
     pub security: SecurityConfig,
     pub rate_limits: RateLimitConfig,
     pub wechat: WechatConfig,
+    pub hooks: HooksConfig,
+    pub sms: SmsConfig,
 }
 
 impl Config {
@@ -83,6 +89,7 @@ impl Config {
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let v = Vars::new(get)?;
         let jwt = JwtConfig::read(&v)?;
+        let hooks = HooksConfig::read(&v)?;
         let config = Config {
             production: v.production,
             server: ServerConfig::read(&v, &jwt)?,
@@ -92,6 +99,8 @@ impl Config {
             security: SecurityConfig::read(&v)?,
             rate_limits: RateLimitConfig::read(&v)?,
             wechat: WechatConfig::read(&v)?,
+            sms: SmsConfig::read(&v, &hooks)?,
+            hooks,
             jwt,
         };
         v.finish()?;
@@ -185,5 +194,169 @@ mod tests {
         assert!(Limit::VARIANTS
             .iter()
             .all(|l| c.rate_limits.per_window(*l) == 0));
+    }
+
+    const HOOK_SECRET: &str = "v1,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    const ALIYUN: &[(&str, &str)] = &[
+        ("GOTRUE_SMS_PROVIDER", "aliyun"),
+        ("WEAUTH_SMS_ALIYUN_ACCESS_KEY_ID", "LTAIkeyid"),
+        ("WEAUTH_SMS_ALIYUN_ACCESS_KEY_SECRET", "aliyun-secret-value"),
+        ("WEAUTH_SMS_ALIYUN_SIGN_NAME", "weauth"),
+        ("WEAUTH_SMS_ALIYUN_TEMPLATE_CODE", "SMS_123456789"),
+    ];
+
+    #[test]
+    fn sms_and_hooks_are_off_by_default() {
+        let c = load(&[]).unwrap();
+        assert!(c.sms.provider.is_none());
+        assert_eq!(c.sms.timeout, std::time::Duration::from_secs(10));
+        assert!(c.hooks.send_sms.active().is_none());
+        assert_eq!(c.hooks.timeout, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn aliyun_sms_is_read_with_defaults() {
+        let c = load(ALIYUN).unwrap();
+        let Some(SmsProviderConfig::Aliyun(a)) = &c.sms.provider else {
+            panic!("{:?}", c.sms)
+        };
+        assert_eq!(a.access_key_id, "LTAIkeyid");
+        assert_eq!(a.access_key_secret.expose(), "aliyun-secret-value");
+        assert_eq!(a.template_param, "code");
+        assert_eq!(a.endpoint, "https://dysmsapi.aliyuncs.com");
+        assert!(!format!("{c:?}").contains("aliyun-secret-value"));
+
+        let mut vars = ALIYUN.to_vec();
+        vars.push(("WEAUTH_SMS_ALIYUN_TEMPLATE_PARAM", "otp"));
+        vars.push(("WEAUTH_SMS_ALIYUN_ENDPOINT", "http://127.0.0.1:9911/"));
+        vars.push(("WEAUTH_SMS_TIMEOUT_MS", "2500"));
+        let c = load(&vars).unwrap();
+        let Some(SmsProviderConfig::Aliyun(a)) = &c.sms.provider else {
+            panic!()
+        };
+        assert_eq!(
+            (a.template_param.as_str(), a.endpoint.as_str()),
+            ("otp", "http://127.0.0.1:9911")
+        );
+        assert_eq!(c.sms.timeout, std::time::Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn missing_provider_settings_are_named_together() {
+        let err = load(&[
+            ("GOTRUE_SMS_PROVIDER", "aliyun"),
+            ("WEAUTH_SMS_ALIYUN_SIGN_NAME", "x"),
+        ])
+        .unwrap_err();
+        for name in [
+            "WEAUTH_SMS_ALIYUN_ACCESS_KEY_ID",
+            "WEAUTH_SMS_ALIYUN_ACCESS_KEY_SECRET",
+            "WEAUTH_SMS_ALIYUN_TEMPLATE_CODE",
+        ] {
+            assert!(err.0.contains(name), "{err}");
+        }
+        assert!(!err.0.contains("SIGN_NAME"), "{err}");
+        let err = load(&[("GOTRUE_SMS_PROVIDER", "Tencent")]).unwrap_err();
+        assert!(err.0.contains("WEAUTH_SMS_TENCENT_SDK_APP_ID"), "{err}");
+        let err = load(&[("GOTRUE_SMS_PROVIDER", "twilio")]).unwrap_err();
+        assert!(err.0.contains("not supported"), "{err}");
+        let mut bad = ALIYUN.to_vec();
+        bad.push((
+            "WEAUTH_SMS_ALIYUN_ENDPOINT",
+            "https://dysmsapi.aliyuncs.com/path",
+        ));
+        assert!(load(&bad).is_err());
+    }
+
+    #[test]
+    fn tencent_sms_is_read_with_defaults() {
+        let c = load(&[
+            ("GOTRUE_SMS_PROVIDER", "tencent"),
+            ("WEAUTH_SMS_TENCENT_SECRET_ID", "AKIDexample"),
+            ("WEAUTH_SMS_TENCENT_SECRET_KEY", "tencent-secret-value"),
+            ("WEAUTH_SMS_TENCENT_SDK_APP_ID", "1400006666"),
+            ("WEAUTH_SMS_TENCENT_SIGN_NAME", "weauth"),
+            ("WEAUTH_SMS_TENCENT_TEMPLATE_ID", "1110"),
+        ])
+        .unwrap();
+        let Some(SmsProviderConfig::Tencent(t)) = &c.sms.provider else {
+            panic!("{:?}", c.sms)
+        };
+        assert_eq!(t.region, "ap-guangzhou");
+        assert_eq!(t.endpoint, "https://sms.tencentcloudapi.com");
+        assert_eq!(t.secret_key.expose(), "tencent-secret-value");
+        assert!(!format!("{c:?}").contains("tencent-secret-value"));
+    }
+
+    #[test]
+    fn the_send_sms_hook_takes_precedence_over_the_provider() {
+        let c = load(&[
+            ("GOTRUE_SMS_PROVIDER", "twilio"),
+            ("GOTRUE_HOOK_SEND_SMS_ENABLED", "true"),
+            ("GOTRUE_HOOK_SEND_SMS_URI", "https://hooks.example.com/sms"),
+            ("GOTRUE_HOOK_SEND_SMS_SECRETS", HOOK_SECRET),
+        ])
+        .unwrap();
+        assert!(matches!(c.sms.provider, Some(SmsProviderConfig::Hook)));
+        assert_eq!(c.hooks.send_sms.active().unwrap().secrets.len(), 1);
+        assert!(!format!("{c:?}").contains("MfKQ9r8GKYqr"));
+        // Configured but disabled: validated, not used.
+        let mut vars = ALIYUN.to_vec();
+        vars.push((
+            "GOTRUE_HOOK_SEND_SMS_URI",
+            "pg-functions://postgres/public/send_sms",
+        ));
+        let c = load(&vars).unwrap();
+        assert!(matches!(c.sms.provider, Some(SmsProviderConfig::Aliyun(_))));
+        assert!(c.hooks.send_sms.endpoint.is_some() && c.hooks.send_sms.active().is_none());
+    }
+
+    #[test]
+    fn hook_variables_are_validated_at_start_up() {
+        let bad: &[&[(&str, &str)]] = &[
+            &[("GOTRUE_HOOK_SEND_SMS_ENABLED", "true")],
+            &[("GOTRUE_HOOK_SEND_SMS_URI", "https://hooks.example.com/sms")],
+            &[
+                (
+                    "GOTRUE_HOOK_SEND_EMAIL_URI",
+                    "http://hooks.example.com/mail",
+                ),
+                ("GOTRUE_HOOK_SEND_EMAIL_SECRETS", HOOK_SECRET),
+            ],
+            &[(
+                "GOTRUE_HOOK_CUSTOM_ACCESS_TOKEN_URI",
+                "pg-functions://postgres/public/bad-name",
+            )],
+            &[
+                ("GOTRUE_HOOK_SEND_SMS_URI", "https://h.example.com/"),
+                ("GOTRUE_HOOK_SEND_SMS_SECRETS", "whsec_nope"),
+            ],
+            &[("GOTRUE_HOOK_SEND_SMS_ENABLED", "maybe")],
+            &[("WEAUTH_HOOK_TIMEOUT_MS", "0")],
+        ];
+        for vars in bad {
+            let err = load(vars).unwrap_err();
+            assert!(!err.0.contains("MfKQ9r8GKYqr"), "{err}");
+        }
+        let c = load(&[
+            ("GOTRUE_HOOK_SEND_EMAIL_ENABLED", "true"),
+            (
+                "GOTRUE_HOOK_SEND_EMAIL_URI",
+                "http://localhost:54321/functions/v1/send-email",
+            ),
+            ("GOTRUE_HOOK_SEND_EMAIL_SECRETS", HOOK_SECRET),
+            ("GOTRUE_HOOK_CUSTOM_ACCESS_TOKEN_ENABLED", "true"),
+            (
+                "GOTRUE_HOOK_CUSTOM_ACCESS_TOKEN_URI",
+                "pg-functions://postgres/public/custom_access_token_hook",
+            ),
+            ("WEAUTH_HOOK_TIMEOUT_MS", "2000"),
+        ])
+        .unwrap();
+        assert!(c.hooks.send_email.active().is_some());
+        assert!(c.hooks.custom_access_token.active().is_some());
+        assert!(c.sms.provider.is_none(), "only the SMS hook sends SMS");
+        assert_eq!(c.hooks.timeout, std::time::Duration::from_secs(2));
     }
 }
