@@ -160,24 +160,12 @@ pub async fn bind_account(
     Ok(user_response(&user, &identities))
 }
 
+/// `getUnlimitedQRCode`'s body: the QR code parameters and, optionally, the app.
 #[derive(Deserialize)]
 pub struct QrCodeBody {
-    pub scene: Option<String>,
-    pub page: Option<String>,
-    pub check_path: Option<bool>,
-    pub env_version: Option<String>,
-    pub width: Option<u32>,
-    pub auto_color: Option<bool>,
-    pub line_color: Option<LineColor>,
-    pub is_hyaline: Option<bool>,
     pub appid: Option<String>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-pub struct LineColor {
-    pub r: u8,
-    pub g: u8,
-    pub b: u8,
+    #[serde(flatten)]
+    pub params: QrCodeParams,
 }
 
 /// Any token signed with the project's keys (the anon key the SDK sends, a user's token or
@@ -190,19 +178,9 @@ pub async fn unlimited_qrcode(
     body: web::Json<QrCodeBody>,
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::WechatQrcode, &client)?;
-    let b = body.into_inner();
-    let app = request_app(&state, b.appid.as_deref(), &req)?;
-    let params = QrCodeParams {
-        scene: b.scene,
-        page: b.page,
-        check_path: b.check_path,
-        env_version: b.env_version,
-        width: b.width,
-        auto_color: b.auto_color,
-        line_color: b.line_color.map(|c| (c.r, c.g, c.b)),
-        is_hyaline: b.is_hyaline,
-    };
-    let image = wechat_mini::unlimited_qrcode(&state, app, params).await?;
+    let body = body.into_inner();
+    let app = request_app(&state, body.appid.as_deref(), &req)?;
+    let image = wechat_mini::unlimited_qrcode(&state, app, body.params).await?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(image);
     Ok(HttpResponse::Ok()
         .insert_header(no_store())

@@ -325,6 +325,7 @@ pub async fn bind_account(
 }
 
 /// The parameters of `getUnlimitedQRCode`, before validation.
+#[derive(serde::Deserialize)]
 pub struct QrCodeParams {
     pub scene: Option<String>,
     pub page: Option<String>,
@@ -332,8 +333,15 @@ pub struct QrCodeParams {
     pub env_version: Option<String>,
     pub width: Option<u32>,
     pub auto_color: Option<bool>,
-    pub line_color: Option<(u8, u8, u8)>,
+    pub line_color: Option<LineColor>,
     pub is_hyaline: Option<bool>,
+}
+
+#[derive(serde::Deserialize, Clone, Copy)]
+pub struct LineColor {
+    pub r: u8,
+    pub g: u8,
+    pub b: u8,
 }
 
 /// Characters WeChat allows in `scene` (`getUnlimitedQRCode` doc).
@@ -384,9 +392,7 @@ fn validate_qrcode(p: QrCodeParams) -> ApiResult<QrCodeRequest> {
         env_version: p.env_version,
         width: p.width,
         auto_color: p.auto_color,
-        line_color: p
-            .line_color
-            .map(|(r, g, b)| json!({"r": r, "g": g, "b": b})),
+        line_color: p.line_color.map(|c| json!({"r": c.r, "g": c.g, "b": c.b})),
         is_hyaline: p.is_hyaline,
     })
 }
