@@ -83,7 +83,12 @@ impl FromRequest for WechatInput {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let query = web::Query::<WechatParams>::from_query(req.query_string())
             .map(web::Query::into_inner)
-            .map_err(|e| ApiError::validation(format!("Invalid query parameters: {e}")));
+            .map_err(|e| {
+                ApiError::validation(format!(
+                    "Invalid query parameters: {}",
+                    crate::error::redact_deserialize_message(&e.to_string())
+                ))
+            });
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             let body = body.await?;
@@ -103,7 +108,10 @@ fn optional_body(body: &web::Bytes) -> ApiResult<Option<WechatParams>> {
     serde_json::from_slice(body).map(Some).map_err(|e| {
         ApiError::bad_request(
             ErrorCode::BadJson,
-            format!("Could not parse request body as JSON: {e}"),
+            format!(
+                "Could not parse request body as JSON: {}",
+                crate::error::redact_deserialize_message(&e.to_string())
+            ),
         )
     })
 }
