@@ -38,7 +38,8 @@ impl AppState {
             &config.database.url,
             config.database.max_pool_size,
             config.database.connect_timeout,
-        );
+        )
+        .with_deadline(config.database.query_timeout);
         let dummy_hash =
             password::dummy_hash(&config.password.hash).map_err(|e| format!("{e:?}"))?;
         Ok(AppState {
