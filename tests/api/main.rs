@@ -9,6 +9,7 @@ mod errors;
 mod faults;
 mod gotrue_database;
 mod health_settings;
+mod jwt_claims;
 mod logout;
 mod rate_limits;
 mod signup;
