@@ -23,12 +23,12 @@ pub struct AppState {
 
 impl AppState {
     /// Spends one request of `limit` for the caller (429 when the limit is reached).
-    pub fn limit(
+    pub async fn limit(
         &self,
         limit: Limit,
         client: &crate::auth::extract::ClientInfo,
     ) -> crate::error::ApiResult<()> {
-        self.limits.check(limit, &client.rate_key)
+        self.limits.check(limit, &client.rate_key).await
     }
 
     /// Builds the state for `config`; connects lazily, so this works while the database is down.
@@ -46,7 +46,7 @@ impl AppState {
             jwt: JwtKeys::new(config.jwt.secret.expose()),
             wechat: WechatService::new(config.clone(), pool.clone())?,
             dummy_hash,
-            limits: RateLimits::new(&config.rate_limits),
+            limits: RateLimits::new(&config.rate_limits)?,
             hashing: password::HashPool::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,

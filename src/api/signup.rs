@@ -56,7 +56,7 @@ pub async fn signup(
     client: ClientInfo,
     params: web::Json<SignupParams>,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::Otp, &client)?;
+    state.limit(Limit::Otp, &client).await?;
     let config = state.config.clone();
     if config.accounts.disable_signup {
         return Err(ApiError::unprocessable(

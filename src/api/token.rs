@@ -36,7 +36,7 @@ pub async fn token(
     query: web::Query<TokenQuery>,
     params: web::Json<TokenParams>,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::Token, &client)?;
+    state.limit(Limit::Token, &client).await?;
     match query.grant_type.as_deref() {
         Some("password") => password_grant(state, client, params.into_inner()).await,
         Some("refresh_token") => refresh_token_grant(state, params.into_inner()).await,
@@ -52,7 +52,7 @@ async fn password_grant(
     client: ClientInfo,
     params: TokenParams,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::Password, &client)?;
+    state.limit(Limit::Password, &client).await?;
     let config = state.config.clone();
     let email = params.email.filter(|e| !e.is_empty());
     let phone = params.phone.filter(|p| !p.is_empty());

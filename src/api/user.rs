@@ -37,7 +37,7 @@ pub async fn user_update(
     client: ClientInfo,
     params: web::Json<UserUpdateParams>,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::Otp, &client)?;
+    state.limit(Limit::Otp, &client).await?;
     let config = state.config.clone();
     let params = params.into_inner();
     let current = auth.user;

@@ -124,7 +124,7 @@ pub async fn login(
     client: ClientInfo,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::WechatLogin, &client)?;
+    state.limit(Limit::WechatLogin, &client).await?;
     let app = request_app(&state, params.appid.as_deref(), &req)?;
     let code = params.code()?.to_string();
     let session = state.wechat.code2session(&app, &code).await?;
@@ -381,7 +381,7 @@ pub async fn bind_phone(
     client: ClientInfo,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::WechatPhone, &client)?;
+    state.limit(Limit::WechatPhone, &client).await?;
     let app = request_app(&state, params.appid.as_deref(), &req)?;
     let user_id = auth.user.id;
     let (country_code, pure) = match (&params.code, &params.encrypted_data, &params.iv) {
@@ -462,7 +462,7 @@ pub async fn bind_account(
     client: ClientInfo,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::WechatLogin, &client)?;
+    state.limit(Limit::WechatLogin, &client).await?;
     let app = request_app(&state, params.appid.as_deref(), &req)?;
     let session = state.wechat.code2session(&app, params.code()?).await?;
     let user_id = auth.user.id;
@@ -597,7 +597,7 @@ pub async fn unlimited_qrcode(
     client: ClientInfo,
     params: web::Json<QrCodeParams>,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::WechatQrcode, &client)?;
+    state.limit(Limit::WechatQrcode, &client).await?;
     let params = params.into_inner();
     let app = request_app(&state, params.appid.as_deref(), &req)?;
     let request = validate_qrcode(params)?;

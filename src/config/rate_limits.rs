@@ -2,7 +2,7 @@
 
 use strum::VariantArray;
 
-use super::{ConfigError, Vars};
+use super::{ConfigError, Secret, Vars};
 use crate::rate_limit::Limit;
 
 #[derive(Clone, Debug)]
@@ -12,6 +12,12 @@ pub struct RateLimitConfig {
     pub header: Option<String>,
     /// Requests per 5 minutes per client, in [`Limit::VARIANTS`] order; 0 is unlimited.
     per_window: Vec<u32>,
+    /// Redis holding the budgets every instance shares (`WEAUTH_RATE_LIMIT_REDIS_URL`,
+    /// `redis://[user:password@]host[:port][/db]`); unset: each process counts on its own.
+    pub redis_url: Option<Secret>,
+    /// Prefix of weauth's keys in that Redis (`WEAUTH_RATE_LIMIT_REDIS_PREFIX`), so several
+    /// deployments can share one server.
+    pub redis_prefix: String,
 }
 
 impl RateLimitConfig {
@@ -22,6 +28,16 @@ impl RateLimitConfig {
                 .iter()
                 .map(|limit| v.parse(&[limit.env_var()], limit.default_per_window()))
                 .collect::<Result<_, _>>()?,
+            redis_url: match v.str(&["WEAUTH_RATE_LIMIT_REDIS_URL"]) {
+                Some(url) if !url.starts_with("redis://") && !url.starts_with("redis+unix://") => {
+                    return Err(ConfigError(
+                        "WEAUTH_RATE_LIMIT_REDIS_URL must be a redis:// or redis+unix:// URL"
+                            .into(),
+                    ))
+                }
+                url => url.map(Secret::new),
+            },
+            redis_prefix: v.str_or(&["WEAUTH_RATE_LIMIT_REDIS_PREFIX"], "weauth:rate-limit:"),
         })
     }
 

@@ -16,5 +16,6 @@ mod signup;
 mod spec;
 mod supabase_js;
 mod token;
+mod two_instances;
 mod user;
 mod wechat;
