@@ -483,3 +483,52 @@ async fn client_errors_log_codes_not_values_and_stay_small() {
     );
     assert!(!text.contains('\u{1b}'), "colour codes in a log file");
 }
+
+/// `WEAUTH_LOG_FORMAT=json` to a file: every line is one JSON object, without colour codes,
+/// even when an event carried more than a line's worth of text.
+#[tokio::test]
+async fn json_logs_are_one_clean_object_per_line() {
+    let db = TestDb::migrated();
+    let port = free_port().to_string();
+    let log_path = std::env::temp_dir().join(format!("weauth-log-{}.txt", uuid::Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = weauth(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ("GOTRUE_API_PORT", &port),
+            ("GOTRUE_LOG_LEVEL", "debug"),
+            ("WEAUTH_LOG_FORMAT", "json"),
+        ],
+    )
+    .stdout(Stdio::from(log.try_clone().unwrap()))
+    .stderr(Stdio::from(log))
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/health"), &mut child).await;
+    // A path far longer than a log line: it is recorded in the request span.
+    let long_path = format!("/auth/v1/{}", "p".repeat(6000));
+    let res = reqwest::get(format!("{base}{long_path}")).await.unwrap();
+    assert_eq!(res.status(), 404);
+    sigterm(&child);
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a JSON log:\n{text}"
+    );
+    let mut requests = 0;
+    for line in text.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(value.is_object(), "{line}");
+        assert!(line.len() <= 4096, "a {} byte line", line.len());
+        if line.contains("request finished") {
+            requests += 1;
+        }
+    }
+    assert!(requests >= 2, "the requests were logged:\n{text}");
+}
