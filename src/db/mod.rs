@@ -130,8 +130,9 @@ pub fn run_migrations(
 /// Runs `f` with a pooled connection on actix's blocking thread pool. A handler's whole unit of
 /// work (usually one transaction) goes into one call.
 ///
-/// Bounded in time: waiting for a permit and a connection takes at most the pool's `wait`, the
-/// work itself at most its `deadline`; past either the request gets a 503. A statement stuck on
+/// Bounded in time: waiting for a permit takes at most the pool's `wait`, then getting a
+/// connection and doing the work together at most `wait + deadline`; past either the request
+/// gets a 503. A statement stuck on
 /// a silent network cannot be interrupted from here, so its thread keeps the permit and the
 /// connection until libpq gives up (`tcp_user_timeout`, then diesel reports the connection
 /// broken and r2d2 discards it) or the network comes back. Either way nothing the client was
