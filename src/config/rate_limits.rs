@@ -46,3 +46,36 @@ impl RateLimitConfig {
         self.per_window[limit as usize]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<RateLimitConfig, ConfigError> {
+        let lookup = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        RateLimitConfig::read(&Vars::new(&lookup).unwrap())
+    }
+
+    #[test]
+    fn redis_url_is_optional_checked_and_never_printed() {
+        let none = read(&[]).unwrap();
+        assert!(none.redis_url.is_none());
+        assert_eq!(none.redis_prefix, "weauth:rate-limit:");
+        assert!(read(&[("WEAUTH_RATE_LIMIT_REDIS_URL", "http://cache:6379")]).is_err());
+        let set = read(&[(
+            "WEAUTH_RATE_LIMIT_REDIS_URL",
+            "redis://:hunter2-redis@cache:6379/2",
+        )])
+        .unwrap();
+        assert_eq!(
+            set.redis_url.as_ref().map(|s| s.expose()),
+            Some("redis://:hunter2-redis@cache:6379/2")
+        );
+        assert!(!format!("{set:?}").contains("hunter2"));
+    }
+}
