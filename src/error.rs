@@ -355,7 +355,10 @@ pub fn redact_deserialize_message(msg: &str) -> String {
             Some(i) => format!("{label}{}", &msg[i..]),
             None => label.to_string(),
         }
-    } else if keeps.iter().any(|k| msg.starts_with(k)) && !msg.contains('"') {
+    } else if keeps.iter().any(|k| msg.starts_with(k))
+        && !msg.contains('"')
+        && !msg.contains(" got ")
+    {
         msg.to_string()
     } else {
         "invalid value".to_string()
@@ -453,6 +456,10 @@ mod redact_tests {
             ),
             ("cannot parse \"secret\" to a u32", "invalid value"),
             ("invalid digit found in string", "invalid value"),
+            (
+                "expected a country code, got [8,6] at line 1 column 9",
+                "invalid value",
+            ),
         ];
         for (raw, want) in cases {
             assert_eq!(redact(raw), want, "{raw}");
