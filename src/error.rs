@@ -319,6 +319,61 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
+/// A deserializer's message (serde_json, serde_urlencoded) with every request value taken out,
+/// for client-facing messages built from client input: serde quotes the offending value
+/// (`invalid type: string "…", expected …`), which may be a password or a megabyte of text.
+/// What stays is schema text: the kind of mistake, field names weauth declares, what was
+/// expected, and serde_json's line and column. Anything unrecognised becomes `invalid value`.
+pub fn redact_deserialize_message(msg: &str) -> String {
+    const MAX: usize = 200;
+    // Messages that only name our own fields (`missing field `email``) or describe syntax.
+    let keeps = [
+        "missing field",
+        "duplicate field",
+        "invalid length",
+        "expected",
+        "EOF while parsing",
+        "trailing",
+        "key must be",
+        "control character",
+        "invalid escape",
+        "invalid unicode",
+        "invalid number",
+        "number out of range",
+        "lone leading surrogate",
+        "recursion limit",
+    ];
+    let labels = [
+        "invalid type",
+        "invalid value",
+        "unknown variant",
+        "unknown field",
+    ];
+    let out = if let Some(label) = labels.iter().find(|l| msg.starts_with(**l)) {
+        // The value sits between the label and the last ", expected" (schema text).
+        match msg.rfind(", expected") {
+            Some(i) => format!("{label}{}", &msg[i..]),
+            None => label.to_string(),
+        }
+    } else if keeps.iter().any(|k| msg.starts_with(k))
+        && !msg.contains('"')
+        && !msg.contains(" got ")
+    {
+        msg.to_string()
+    } else {
+        "invalid value".to_string()
+    };
+    if out.len() > MAX {
+        let mut end = MAX;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &out[..end])
+    } else {
+        out
+    }
+}
+
 /// The request header supabase-js sends on every call.
 pub const API_VERSION_HEADER: &str = "x-supabase-api-version";
 pub const API_VERSION_2024: &str = "2024-01-01";
@@ -427,6 +482,47 @@ impl From<crate::providers::wechat::WechatFailure> for ApiError {
                     "WeChat rejected the server's request (errcode {errcode}); check the app id and secret"
                 ),
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_deserialize_message as redact;
+
+    #[test]
+    fn request_values_are_taken_out_of_serde_messages() {
+        let cases = [
+            (
+                r#"invalid type: string "hunter2, expected x", expected a map at line 1 column 9"#,
+                "invalid type, expected a map at line 1 column 9",
+            ),
+            (
+                "invalid type: integer `13572468024`, expected a string at line 1 column 40",
+                "invalid type, expected a string at line 1 column 40",
+            ),
+            (
+                "unknown variant `secret`, expected `a` or `b`",
+                "unknown variant, expected `a` or `b`",
+            ),
+            (
+                "unknown field `secret`, there are no fields",
+                "unknown field",
+            ),
+            ("missing field `email`", "missing field `email`"),
+            (
+                "expected value at line 1 column 1",
+                "expected value at line 1 column 1",
+            ),
+            ("cannot parse \"secret\" to a u32", "invalid value"),
+            ("invalid digit found in string", "invalid value"),
+            (
+                "expected a country code, got [8,6] at line 1 column 9",
+                "invalid value",
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(redact(raw), want, "{raw}");
         }
     }
 }

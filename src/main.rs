@@ -1,5 +1,6 @@
 //! The `weauth` command: `serve` (default), `migrate` and `rate-limits`.
 
+use std::io::IsTerminal;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
@@ -48,14 +49,104 @@ fn init_logging() {
         "{level},h2=warn,hyper=warn,hyper_util=warn,reqwest=warn,rustls=warn"
     ))
     .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("WEAUTH_LOG_FORMAT").as_deref() == Ok("json");
+    // Colour only on a terminal: a file or a pipe gets plain text (and JSON never has colour).
+    let ansi = !json && std::io::stdout().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
-    if std::env::var("WEAUTH_LOG_FORMAT").as_deref() == Ok("json") {
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(CappedStdout { json });
+    if json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// Longest log line written as is. Every event is bounded, so a request's share of the log is
+/// too, whatever it carried (a megabyte of metadata, a giant header).
+const MAX_LOG_LINE: usize = 4096;
+/// Longest string field kept when a JSON line has to be shortened.
+const MAX_LOG_STRING: usize = 512;
+
+/// Standard output, one event per write (tracing-subscriber formats an event into one buffer
+/// and writes it at once), each cut to [`MAX_LOG_LINE`].
+struct CappedStdout {
+    json: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CappedStdout {
+    type Writer = CappedLine;
+    fn make_writer(&'a self) -> CappedLine {
+        CappedLine { json: self.json }
+    }
+}
+
+struct CappedLine {
+    json: bool,
+}
+
+impl std::io::Write for CappedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        if buf.len() <= MAX_LOG_LINE {
+            out.write_all(buf)?;
+        } else {
+            out.write_all(&cap_line(buf, self.json))?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().lock().flush()
+    }
+}
+
+/// Shortens one over-long log line. Text is cut at a character boundary and says how much was
+/// dropped; a JSON line stays one valid object, with its long strings cut.
+fn cap_line(line: &[u8], json: bool) -> Vec<u8> {
+    fn cut(s: &str, max: usize) -> &str {
+        let mut end = max.min(s.len());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        &s[..end]
+    }
+    fn shorten(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if s.len() > MAX_LOG_STRING => {
+                let dropped = s.len() - MAX_LOG_STRING;
+                *s = format!("{}… [{dropped} bytes cut]", cut(s, MAX_LOG_STRING));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(shorten),
+            serde_json::Value::Object(map) => map.values_mut().for_each(shorten),
+            _ => {}
+        }
+    }
+    if json {
+        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(line) {
+            shorten(&mut value);
+            let mut out = serde_json::to_vec(&value).unwrap_or_default();
+            if out.len() <= MAX_LOG_LINE {
+                out.push(b'\n');
+                return out;
+            }
+        }
+        let level = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("level").cloned())
+            .unwrap_or(serde_json::Value::Null);
+        let mut out = serde_json::to_vec(&serde_json::json!({
+            "level": level,
+            "fields": {"message": "log line too long, dropped", "bytes": line.len()},
+        }))
+        .unwrap_or_default();
+        out.push(b'\n');
+        return out;
+    }
+    let text = String::from_utf8_lossy(line);
+    let kept = cut(text.trim_end_matches('\n'), MAX_LOG_LINE);
+    format!("{kept}… [{} bytes cut]\n", line.len() - kept.len()).into_bytes()
 }
 
 fn main() -> ExitCode {

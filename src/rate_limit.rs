@@ -2,10 +2,18 @@
 //! limit allows N requests per 5 minutes per client, in bursts of up to 30. The client is the
 //! first value of the header named by `GOTRUE_RATE_LIMIT_HEADER` (set it behind a proxy), else
 //! the peer address. Built on the `governor` crate (GCRA, lock-free).
+//!
+//! Limits are per process unless `WEAUTH_RATE_LIMIT_REDIS_URL` names a Redis server: then
+//! every instance spends from one budget per client, kept in Redis by the same algorithm (GCRA
+//! in a Lua script, so one round trip and atomic; Redis's clock, so instances' clocks do not
+//! matter). When Redis does not answer within [`REDIS_TIMEOUT`], the request is counted
+//! against this process's own limiter instead (fail over to per-instance limits, never open,
+//! never closed), Redis is left alone for [`REDIS_RETRY`], and a warning is logged.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use strum::VariantArray;
@@ -78,7 +86,94 @@ impl Limit {
 pub struct RateLimits {
     /// One limiter per [`Limit`], in [`Limit::VARIANTS`] order; `None` when unlimited.
     limiters: Vec<Option<DefaultKeyedRateLimiter<String>>>,
+    /// Requests per window, in the same order (for the shared store).
+    per_window: Vec<u32>,
     checks: AtomicU64,
+    shared: Option<SharedStore>,
+}
+
+/// How long a request waits for Redis before it is counted locally instead.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long Redis is left alone after it failed to answer.
+pub const REDIS_RETRY: Duration = Duration::from_secs(2);
+
+/// GCRA on Redis: KEYS[1] holds the client's theoretical arrival time (ms, Redis clock).
+/// ARGV: emission interval (ms), burst. Returns 1 when the request is allowed.
+const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local next_tat = tat + interval
+if next_tat - now > burst * interval then return 0 end
+redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
+return 1
+";
+
+/// The Redis budget shared by every instance (see the module docs).
+struct SharedStore {
+    client: redis::Client,
+    prefix: String,
+    script: redis::Script,
+    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    /// Until when Redis is skipped after a failure, and when that was last logged.
+    resting_until: Mutex<Option<Instant>>,
+}
+
+impl SharedStore {
+    /// Spends one request; `Ok(false)` when the shared budget is exhausted.
+    async fn spend(&self, limit: Limit, per_window: u32, client: &str) -> Result<bool, String> {
+        if let Some(until) = *self.resting_until.lock().unwrap() {
+            if Instant::now() < until {
+                return Err(String::new());
+            }
+        }
+        let result = tokio::time::timeout(REDIS_TIMEOUT, async {
+            let mut conn = self
+                .connection
+                .get_or_try_init(|| async {
+                    let config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(REDIS_TIMEOUT))
+                        .set_response_timeout(Some(REDIS_TIMEOUT))
+                        .set_number_of_retries(1);
+                    redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
+                        .await
+                })
+                .await?
+                .clone();
+            let burst = per_window.min(MAX_BURST);
+            let interval_ms = (WINDOW.as_millis() as u64 / u64::from(per_window)).max(1);
+            self.script
+                .key(self.key(limit, client))
+                .arg(interval_ms)
+                .arg(burst)
+                .invoke_async::<i64>(&mut conn)
+                .await
+        })
+        .await;
+        let error = match result {
+            Ok(Ok(allowed)) => return Ok(allowed == 1),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in time".to_string(),
+        };
+        let mut resting = self.resting_until.lock().unwrap();
+        *resting = Some(Instant::now() + REDIS_RETRY);
+        Err(error)
+    }
+
+    /// `{prefix}{limit}:{sha256(client)}`: bounded keys whatever the client header holds.
+    fn key(&self, limit: Limit, client: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(client.as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}{}:{hex}",
+            self.prefix,
+            limit.env_var().to_ascii_lowercase()
+        )
+    }
 }
 
 fn limiter(per_window: u32) -> Option<DefaultKeyedRateLimiter<String>> {
@@ -89,35 +184,70 @@ fn limiter(per_window: u32) -> Option<DefaultKeyedRateLimiter<String>> {
 }
 
 impl RateLimits {
-    pub fn new(cfg: &RateLimitConfig) -> RateLimits {
-        RateLimits {
+    /// Builds the limiters; connects to Redis (when configured) only when first needed.
+    pub fn new(cfg: &RateLimitConfig) -> Result<RateLimits, String> {
+        let shared = match &cfg.redis_url {
+            None => None,
+            Some(url) => Some(SharedStore {
+                client: redis::Client::open(url.expose())
+                    .map_err(|e| format!("WEAUTH_RATE_LIMIT_REDIS_URL: {e}"))?,
+                prefix: cfg.redis_prefix.clone(),
+                script: redis::Script::new(GCRA_SCRIPT),
+                connection: tokio::sync::OnceCell::new(),
+                resting_until: Mutex::new(None),
+            }),
+        };
+        Ok(RateLimits {
             limiters: Limit::VARIANTS
                 .iter()
                 .map(|l| limiter(cfg.per_window(*l)))
                 .collect(),
+            per_window: Limit::VARIANTS.iter().map(|l| cfg.per_window(*l)).collect(),
             checks: AtomicU64::new(0),
-        }
+            shared,
+        })
     }
 
-    /// Spends one request of `limit` for `client`; 429 `over_request_rate_limit` when none is left.
-    pub fn check(&self, limit: Limit, client: &str) -> ApiResult<()> {
+    /// Spends one request of `limit` for `client`; 429 `over_request_rate_limit` when none is
+    /// left: from the shared budget when Redis is configured and answers, else from this
+    /// process's own.
+    pub async fn check(&self, limit: Limit, client: &str) -> ApiResult<()> {
         let Some(limiter) = &self.limiters[limit as usize] else {
             return Ok(());
         };
+        if let Some(shared) = &self.shared {
+            match shared
+                .spend(limit, self.per_window[limit as usize], client)
+                .await
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(over_limit(limit)),
+                // An empty reason: Redis is resting after a failure that was already logged.
+                Err(reason) if reason.is_empty() => {}
+                Err(reason) => tracing::warn!(
+                    error = %reason,
+                    "rate-limit store (Redis) unavailable; counting per instance for now"
+                ),
+            }
+        }
         // Forget idle clients now and then so the table does not grow without bound.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             for l in self.limiters.iter().flatten() {
                 l.retain_recent();
             }
         }
-        limiter.check_key(&client.to_string()).map_err(|_| {
-            tracing::info!(?limit, "rate limit reached");
-            ApiError::too_many_requests(
-                ErrorCode::OverRequestRateLimit,
-                "Request rate limit reached",
-            )
-        })
+        limiter
+            .check_key(&client.to_string())
+            .map_err(|_| over_limit(limit))
     }
+}
+
+fn over_limit(limit: Limit) -> ApiError {
+    tracing::info!(?limit, "rate limit reached");
+    ApiError::too_many_requests(
+        ErrorCode::OverRequestRateLimit,
+        "Request rate limit reached",
+    )
 }
 
 #[cfg(test)]
@@ -140,32 +270,32 @@ mod tests {
                 .map(|(_, v)| v.clone())
         };
         let v = crate::config::Vars::new(&lookup).unwrap();
-        RateLimits::new(&RateLimitConfig::read(&v).unwrap())
+        RateLimits::new(&RateLimitConfig::read(&v).unwrap()).unwrap()
     }
 
-    #[test]
-    fn burst_then_429_per_client() {
+    #[tokio::test]
+    async fn burst_then_429_per_client() {
         let l = limits(5);
         for _ in 0..5 {
-            l.check(Limit::Token, "1.2.3.4").unwrap();
+            l.check(Limit::Token, "1.2.3.4").await.unwrap();
         }
-        let err = l.check(Limit::Token, "1.2.3.4").unwrap_err();
+        let err = l.check(Limit::Token, "1.2.3.4").await.unwrap_err();
         assert_eq!(err.status, actix_web::http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(err.code, ErrorCode::OverRequestRateLimit);
         // Other clients and other limits are unaffected; zero means unlimited.
-        l.check(Limit::Token, "5.6.7.8").unwrap();
-        l.check(Limit::Password, "1.2.3.4").unwrap();
+        l.check(Limit::Token, "5.6.7.8").await.unwrap();
+        l.check(Limit::Password, "1.2.3.4").await.unwrap();
         for _ in 0..100 {
-            l.check(Limit::Otp, "1.2.3.4").unwrap();
+            l.check(Limit::Otp, "1.2.3.4").await.unwrap();
         }
     }
 
-    #[test]
-    fn burst_is_capped_at_thirty_like_gotrue() {
+    #[tokio::test]
+    async fn burst_is_capped_at_thirty_like_gotrue() {
         let l = limits(150);
         for _ in 0..30 {
-            l.check(Limit::WechatLogin, "k").unwrap();
+            l.check(Limit::WechatLogin, "k").await.unwrap();
         }
-        assert!(l.check(Limit::WechatLogin, "k").is_err());
+        assert!(l.check(Limit::WechatLogin, "k").await.is_err());
     }
 }

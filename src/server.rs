@@ -1,11 +1,12 @@
 //! Builds and runs the HTTP server; `weauth serve` and the tests share this code.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::Server;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Compress};
+use actix_web::middleware::{from_fn, Compress, DefaultHeaders};
 use actix_web::HttpMessage;
 use actix_web::{web, App, HttpServer};
 use tracing::Span;
@@ -22,16 +23,22 @@ pub fn start(
     state: AppState,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
+    // Clients are told the idle timeout (Node's agent, for one, otherwise reuses a socket the
+    // server is closing); the server waits a second longer than it advertises.
+    let keep_alive = state.config.server.keep_alive_secs;
+    let advertised = format!("timeout={keep_alive}");
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(DefaultHeaders::new().add(("keep-alive", advertised.as_str())))
             .wrap(from_fn(api_version_middleware))
             .wrap(Compress::default())
             .wrap(TracingLogger::<PathOnlySpan>::new())
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     })
+    .keep_alive(Duration::from_secs(keep_alive + 1))
     .shutdown_timeout(30)
     .listen(listener)?;
     if let Some(workers) = workers {

@@ -26,8 +26,8 @@ pub struct AppState {
 
 impl AppState {
     /// Spends one request of `limit` for the caller (429 when the limit is reached).
-    pub fn limit(&self, limit: Limit, client: &ClientInfo) -> crate::error::ApiResult<()> {
-        self.limits.check(limit, &client.rate_key)
+    pub async fn limit(&self, limit: Limit, client: &ClientInfo) -> crate::error::ApiResult<()> {
+        self.limits.check(limit, &client.rate_key).await
     }
 
     /// Builds the state for `config`; connects lazily, so this works while the database is down.
@@ -37,14 +37,15 @@ impl AppState {
             &config.database.url,
             config.database.max_pool_size,
             config.database.connect_timeout,
-        );
+        )
+        .with_deadline(config.database.query_timeout);
         let dummy_hash =
             password::dummy_hash(&config.password.hash).map_err(|e| format!("{e:?}"))?;
         Ok(AppState {
             tokens: AccessTokens::new(&config.jwt),
             wechat: WechatService::new(&config.wechat, pool.clone())?,
             dummy_hash,
-            limits: RateLimits::new(&config.rate_limits),
+            limits: RateLimits::new(&config.rate_limits)?,
             hashing: password::HashPool::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,

@@ -126,7 +126,10 @@ pub async fn admin_user_delete(
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(
                 ErrorCode::BadJson,
-                format!("Could not parse request body as JSON: {e}"),
+                format!(
+                    "Could not parse request body as JSON: {}",
+                    crate::error::redact_deserialize_message(&e.to_string())
+                ),
             )
         })?
     };

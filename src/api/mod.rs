@@ -21,7 +21,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, Handler, HttpRequest, HttpResponse, Responder, Route};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{redact_deserialize_message as redact, ApiError, ErrorCode};
 
 /// GoTrue's request body limit.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -149,26 +149,36 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::ContentType => {
             ApiError::bad_request(ErrorCode::BadJson, "Content-Type must be application/json")
         }
+        // serde's message quotes the offending value; only its schema part is kept.
         JsonPayloadError::Deserialize(e) => ApiError::bad_request(
             ErrorCode::BadJson,
-            format!("Could not parse request body as JSON: {e}"),
+            format!(
+                "Could not parse request body as JSON: {}",
+                redact(&e.to_string())
+            ),
         ),
-        other => ApiError::bad_request(
-            ErrorCode::BadJson,
-            format!("Could not read request body: {other}"),
-        ),
+        _ => ApiError::bad_request(ErrorCode::BadJson, "Could not read request body"),
     };
     api.into()
 }
 
 fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::validation(format!("Invalid query parameters: {err}")).into()
+    let detail = match &err {
+        QueryPayloadError::Deserialize(e) => redact(&e.to_string()),
+        _ => "invalid value".to_string(),
+    };
+    ApiError::validation(format!("Invalid query parameters: {detail}")).into()
 }
 
 fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
     ApiError::not_found(
         ErrorCode::ValidationFailed,
-        format!("Invalid path parameter: {err}"),
+        match &err {
+            PathError::Deserialize(e) => {
+                format!("Invalid path parameter: {}", redact(&e.to_string()))
+            }
+            _ => "Invalid path parameter".to_string(),
+        },
     )
     .into()
 }

@@ -17,7 +17,7 @@ pub async fn signup(
     Client(client): Client,
     params: web::Json<SignupParams>,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::Otp, &client)?;
+    state.limit(Limit::Otp, &client).await?;
     Ok(
         match signup::signup(&state, params.into_inner(), client).await? {
             SignupOutcome::Session(session) => token_response(&session, None),

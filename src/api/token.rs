@@ -31,11 +31,11 @@ pub async fn token(
     query: web::Query<TokenQuery>,
     params: web::Json<TokenParams>,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::Token, &client)?;
+    state.limit(Limit::Token, &client).await?;
     let params = params.into_inner();
     match query.grant_type.as_deref() {
         Some("password") => {
-            state.limit(Limit::Password, &client)?;
+            state.limit(Limit::Password, &client).await?;
             let credentials = Credentials {
                 email: params.email,
                 phone: params.phone,

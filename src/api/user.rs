@@ -19,7 +19,7 @@ pub async fn user_update(
     Client(client): Client,
     params: web::Json<UserUpdate>,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::Otp, &client)?;
+    state.limit(Limit::Otp, &client).await?;
     let (user, identities) = account::update_user(&state, auth, params.into_inner()).await?;
     Ok(user_response(&user, &identities))
 }

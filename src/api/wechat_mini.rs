@@ -66,7 +66,12 @@ impl FromRequest for WechatInput {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let query = web::Query::<WechatParams>::from_query(req.query_string())
             .map(web::Query::into_inner)
-            .map_err(|e| ApiError::validation(format!("Invalid query parameters: {e}")));
+            .map_err(|e| {
+                ApiError::validation(format!(
+                    "Invalid query parameters: {}",
+                    crate::error::redact_deserialize_message(&e.to_string())
+                ))
+            });
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             let body = body.await?;
@@ -86,7 +91,10 @@ fn optional_body(body: &web::Bytes) -> ApiResult<Option<WechatParams>> {
     serde_json::from_slice(body).map(Some).map_err(|e| {
         ApiError::bad_request(
             ErrorCode::BadJson,
-            format!("Could not parse request body as JSON: {e}"),
+            format!(
+                "Could not parse request body as JSON: {}",
+                crate::error::redact_deserialize_message(&e.to_string())
+            ),
         )
     })
 }
@@ -97,7 +105,7 @@ pub async fn login(
     Client(client): Client,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::WechatLogin, &client)?;
+    state.limit(Limit::WechatLogin, &client).await?;
     let app = request_app(&state, params.appid.as_deref(), &req)?;
     let code = params.code()?.to_string();
     let legacy = match (params.encrypted_data, params.iv) {
@@ -125,7 +133,7 @@ pub async fn bind_phone(
     Client(client): Client,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::WechatPhone, &client)?;
+    state.limit(Limit::WechatPhone, &client).await?;
     let app = request_app(&state, params.appid.as_deref(), &req)?;
     let code = params
         .code
@@ -153,7 +161,7 @@ pub async fn bind_account(
     Client(client): Client,
     WechatInput(params): WechatInput,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::WechatLogin, &client)?;
+    state.limit(Limit::WechatLogin, &client).await?;
     let app = request_app(&state, params.appid.as_deref(), &req)?;
     let code = params.code()?.to_string();
     let (user, identities) = wechat_mini::bind_account(&state, app, auth.user, &code).await?;
@@ -177,7 +185,7 @@ pub async fn unlimited_qrcode(
     Client(client): Client,
     body: web::Json<QrCodeBody>,
 ) -> ApiResult<HttpResponse> {
-    state.limit(Limit::WechatQrcode, &client)?;
+    state.limit(Limit::WechatQrcode, &client).await?;
     let body = body.into_inner();
     let app = request_app(&state, body.appid.as_deref(), &req)?;
     let image = wechat_mini::unlimited_qrcode(&state, app, body.params).await?;

@@ -106,6 +106,7 @@ impl KeySet {
                 format!("invalid JWT: unable to parse or verify signature, {reason}"),
             )
         };
+        check_time_claims(token, chrono::Utc::now().timestamp())?;
         let header = decode_header(token).map_err(|e| refused(describe(&e)))?;
         let key = self
             .keys
@@ -127,6 +128,59 @@ impl KeySet {
             .map(|data| data.claims)
             .map_err(|e| refused(describe(&e)))
     }
+}
+
+/// The time claims jsonwebtoken lets through: it skips `exp`/`nbf` that are not unsigned
+/// integers (a string, a fraction) and, with no required claims, a missing `exp`. As golang-jwt
+/// (GoTrue): `exp`, `nbf` and `iat` must be JSON numbers when present (fractions allowed), a
+/// token is expired from `exp` on and not valid before `nbf`. A token that names a user
+/// (`sub`) must carry `exp`; keys that name no user (anon, service role) may omit it, which
+/// makes them valid until the JWT secret changes (Supabase's keys carry one). Tokens that do
+/// not parse are left to `decode`, which refuses them with its own reason.
+fn check_time_claims(token: &str, now: i64) -> Result<(), ApiError> {
+    use base64::Engine;
+    let refuse = |why: String| {
+        Err(ApiError::forbidden(
+            ErrorCode::BadJwt,
+            format!("invalid JWT: unable to parse or verify signature, {why}"),
+        ))
+    };
+    let Some(payload) = token.split('.').nth(1) else {
+        return Ok(());
+    };
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return Ok(());
+    };
+    let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(());
+    };
+    for name in ["exp", "nbf", "iat"] {
+        if claims.get(name).is_some_and(|v| !v.is_number()) {
+            return refuse(format!(
+                "token is malformed: could not JSON decode claim: {name} is not a number"
+            ));
+        }
+    }
+    let number = |name: &str| claims.get(name).and_then(Value::as_f64);
+    let names_user = claims.get("sub").is_some_and(|v| !v.is_null());
+    match number("exp") {
+        None if names_user => {
+            return refuse(
+                "token has invalid claims: token is missing required claim: exp claim is required"
+                    .into(),
+            )
+        }
+        Some(exp) if (now as f64) >= exp => {
+            return refuse("token has invalid claims: token is expired".into())
+        }
+        _ => {}
+    }
+    if number("nbf").is_some_and(|nbf| (now as f64) < nbf) {
+        return refuse("token has invalid claims: token is not valid yet".into());
+    }
+    Ok(())
 }
 
 /// GoTrue-like wording for the reason a token was refused (never echoes the token).

@@ -10,6 +10,9 @@ pub struct DatabaseConfig {
     pub max_pool_size: u32,
     /// How long a request waits for a pooled connection (or a permit) before it gets a 503.
     pub connect_timeout: Duration,
+    /// How long one unit of work may take on its connection before the request gets a 503
+    /// (`WEAUTH_DB_QUERY_TIMEOUT_MS`, see `db::run`).
+    pub query_timeout: Duration,
 }
 
 impl DatabaseConfig {
@@ -24,6 +27,7 @@ impl DatabaseConfig {
                 n => n,
             },
             connect_timeout: v.millis(&["WEAUTH_DB_CONNECT_TIMEOUT_MS"], 3000)?,
+            query_timeout: v.millis(&["WEAUTH_DB_QUERY_TIMEOUT_MS"], 5000)?,
         };
         if !(1..=256).contains(&config.max_pool_size) {
             return Err(ConfigError(

@@ -10,6 +10,9 @@ pub struct ServerConfig {
     pub api_external_url: String,
     /// The app's URL (`GOTRUE_SITE_URL`), the default redirect target.
     pub site_url: String,
+    /// How long an idle keep-alive connection stays open (`WEAUTH_KEEP_ALIVE_SECS`), also
+    /// advertised in a `Keep-Alive: timeout=` header so clients stop reusing it in time.
+    pub keep_alive_secs: u64,
 }
 
 impl ServerConfig {
@@ -35,6 +38,14 @@ impl ServerConfig {
             port: v.parse(&["GOTRUE_API_PORT", "PORT"], 9999u16)?,
             api_external_url,
             site_url: v.required(&["GOTRUE_SITE_URL"], "http://localhost:3000"),
+            keep_alive_secs: match v.parse(&["WEAUTH_KEEP_ALIVE_SECS"], 60u64)? {
+                n @ 1..=3600 => n,
+                _ => {
+                    return Err(ConfigError(
+                        "WEAUTH_KEEP_ALIVE_SECS must be between 1 and 3600".into(),
+                    ))
+                }
+            },
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod schema;
 
 pub use prepared::{prepared, PreparedSql};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,12 @@ pub struct PgPool {
     permits: Arc<tokio::sync::Semaphore>,
     /// How long a request waits for a permit and then for a connection before it gets a 503.
     wait: Duration,
+    /// How long a unit of work may take once it has its permit (see [`run`]).
+    deadline: Duration,
 }
+
+/// Default for [`PgPool::with_deadline`] (`WEAUTH_DB_QUERY_TIMEOUT_MS`).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -39,18 +45,70 @@ const MIGRATION_LOCK_KEY: i64 = 0x7765_6175_7468; // "weauth"
 /// on checkout: it would cost a round trip per request, and a connection the database dropped
 /// is reported broken by diesel after its first failed query and then discarded
 /// (`tests/api/faults.rs` cuts the database mid-traffic to prove the pool recovers).
+///
+/// The URL gets libpq's TCP settings unless it sets them itself (see [`with_tcp_bounds`]), so
+/// a socket into a black hole (packets dropped, nothing refused) fails in seconds instead of
+/// after the kernel's retransmission limit (about 15 minutes).
 pub fn build_pool(database_url: &str, max_size: u32, connect_timeout: Duration) -> PgPool {
+    let url = with_tcp_bounds(database_url, connect_timeout);
     let connections = Pool::builder()
         .max_size(max_size)
         .min_idle(Some(0))
         .connection_timeout(connect_timeout)
         .test_on_check_out(false)
-        .build_unchecked(ConnectionManager::new(database_url));
+        .build_unchecked(ConnectionManager::new(url));
     PgPool {
         connections,
         permits: Arc::new(tokio::sync::Semaphore::new(max_size as usize)),
         wait: connect_timeout,
+        deadline: DEFAULT_DEADLINE,
     }
+}
+
+impl PgPool {
+    /// Sets how long one unit of work ([`run`], [`transaction`]) may take once it holds its
+    /// permit before the request gets a 503.
+    pub fn with_deadline(mut self, deadline: Duration) -> PgPool {
+        self.deadline = deadline;
+        self
+    }
+}
+
+/// How long sent data may stay unacknowledged before the kernel drops the socket (libpq's
+/// `tcp_user_timeout`); a thread stuck on a black-holed connection is freed after this.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Adds libpq's connection parameters that bound a silent network, where the URL does not
+/// set them already: `connect_timeout` (establishing), TCP keepalives (an idle socket whose
+/// peer vanished) and `tcp_user_timeout` (sent data never acknowledged). Works for both URL
+/// (`postgres://…`) and key=value connection strings.
+pub fn with_tcp_bounds(url: &str, connect_timeout: Duration) -> String {
+    let connect_secs = connect_timeout.as_secs().max(2).to_string();
+    let user_timeout_ms = TCP_USER_TIMEOUT.as_millis().to_string();
+    let params = [
+        ("connect_timeout", connect_secs.as_str()),
+        ("keepalives", "1"),
+        ("keepalives_idle", "5"),
+        ("keepalives_interval", "2"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", user_timeout_ms.as_str()),
+    ];
+    let is_uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let mut out = url.to_string();
+    for (key, value) in params {
+        if url.contains(&format!("{key}=")) {
+            continue;
+        }
+        if is_uri {
+            out.push(if out.contains('?') { '&' } else { '?' });
+        } else {
+            out.push(' ');
+        }
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
 }
 
 /// Applies pending migrations under an advisory lock; returns the versions applied.
@@ -70,9 +128,41 @@ pub fn run_migrations(
 
 /// Runs `f` with a pooled connection on actix's blocking thread pool. A handler's whole unit of
 /// work (usually one transaction) goes into one call.
+///
+/// Bounded in time: waiting for a permit takes at most the pool's `wait`, then getting a
+/// connection and doing the work together at most `wait + deadline`; past either the request
+/// gets a 503. A statement stuck on
+/// a silent network cannot be interrupted from here, so its thread keeps the permit and the
+/// connection until libpq gives up (`tcp_user_timeout`, then diesel reports the connection
+/// broken and r2d2 discards it) or the network comes back. Either way nothing the client was
+/// told failed is committed afterwards: [`transaction`] rolls back once the deadline passed.
 pub async fn run<T, F>(pool: &PgPool, f: F) -> ApiResult<T>
 where
     F: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    run_until(pool, move |conn, _| f(conn)).await
+}
+
+/// Set once the request gave up on its unit of work (see [`run`]).
+pub struct Expired(Arc<AtomicBool>);
+
+impl Expired {
+    /// Fails with 503 when the request already answered 503.
+    fn check(&self) -> ApiResult<()> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(ApiError::database_unavailable(
+                "gave up: the database did not answer in time",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn run_until<T, F>(pool: &PgPool, f: F) -> ApiResult<T>
+where
+    F: FnOnce(&mut PgConnection, &Expired) -> ApiResult<T> + Send + 'static,
     T: Send + 'static,
 {
     let permit = tokio::time::timeout(pool.wait, pool.permits.clone().acquire_owned())
@@ -80,22 +170,45 @@ where
         .map_err(|_| ApiError::database_unavailable("timed out waiting for a connection"))?
         .map_err(ApiError::internal)?;
     let connections = pool.connections.clone();
-    actix_web::web::block(move || {
+    let expired = Arc::new(AtomicBool::new(false));
+    let flag = Expired(expired.clone());
+    let work = actix_web::web::block(move || {
         let _permit = permit;
         let mut conn = connections.get().map_err(ApiError::database_unavailable)?;
-        f(&mut conn)
-    })
-    .await
-    .map_err(ApiError::internal)?
+        // The request may have given up while the connection was being made.
+        flag.check()?;
+        f(&mut conn, &flag)
+    });
+    match tokio::time::timeout(pool.deadline + pool.wait, work).await {
+        Ok(done) => done.map_err(ApiError::internal)?,
+        Err(_) => {
+            expired.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                deadline_ms = (pool.deadline + pool.wait).as_millis() as u64,
+                "the database did not answer in time"
+            );
+            Err(ApiError::database_unavailable(
+                "the database did not answer in time",
+            ))
+        }
+    }
 }
 
-/// Runs `f` inside one transaction (see [`run`]).
+/// Runs `f` inside one transaction (see [`run`]). If the request gave up meanwhile, the
+/// transaction is rolled back instead of committed.
 pub async fn transaction<T, F>(pool: &PgPool, f: F) -> ApiResult<T>
 where
     F: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    run(pool, move |conn| conn.transaction(f)).await
+    run_until(pool, move |conn, expired| {
+        conn.transaction(|conn| {
+            let value = f(conn)?;
+            expired.check()?;
+            Ok(value)
+        })
+    })
+    .await
 }
 
 /// True when `e` is a unique-constraint violation on the named constraint or index.
@@ -103,4 +216,28 @@ pub fn is_unique_violation(e: &diesel::result::Error, constraint: &str) -> bool 
     use diesel::result::{DatabaseErrorKind, Error};
     matches!(e, Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
         if info.constraint_name() == Some(constraint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_bounds_are_added_unless_the_url_sets_them() {
+        let url = with_tcp_bounds(
+            "postgres://u@h/db?sslmode=disable&keepalives_idle=30",
+            Duration::from_secs(3),
+        );
+        assert_eq!(
+            url,
+            "postgres://u@h/db?sslmode=disable&keepalives_idle=30&connect_timeout=3\
+             &keepalives=1&keepalives_interval=2&keepalives_count=3&tcp_user_timeout=10000"
+        );
+        assert!(
+            with_tcp_bounds("postgres://u@h/db", Duration::from_millis(500))
+                .starts_with("postgres://u@h/db?connect_timeout=2&")
+        );
+        assert!(with_tcp_bounds("host=h dbname=db", Duration::from_secs(3))
+            .starts_with("host=h dbname=db connect_timeout=3 keepalives=1 "));
+    }
 }

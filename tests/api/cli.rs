@@ -345,3 +345,149 @@ async fn sigterm_drains_in_flight_requests() {
     assert!(status.success(), "{status}");
     assert_eq!(db.count("auth.users"), 1);
 }
+
+/// Client errors at trace level: the log names the error code, never the values the client
+/// sent (serde quotes them), stays small however large the bodies, and has no colour codes
+/// when written to a file.
+#[tokio::test]
+async fn client_errors_log_codes_not_values_and_stay_small() {
+    let db = TestDb::migrated();
+    let port = free_port().to_string();
+    let log_path = std::env::temp_dir().join(format!("weauth-log-{}.txt", uuid::Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = weauth(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ("GOTRUE_API_PORT", &port),
+            ("GOTRUE_LOG_LEVEL", "trace"),
+            ("GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED", "true"),
+            ("GOTRUE_RATE_LIMIT_OTP", "0"),
+        ],
+    )
+    .stdout(Stdio::from(log.try_clone().unwrap()))
+    .stderr(Stdio::from(log))
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/health"), &mut child).await;
+    let client = reqwest::Client::new();
+    let send = |path: &str, body: String| {
+        client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let res = send(
+        "/auth/v1/token?grant_type=password",
+        r#"{"email":"a@b.co","password":13572468024}"#.into(),
+    )
+    .await
+    .unwrap();
+    let body = expect_json(res, 400).await;
+    assert_eq!(body["error_code"], "bad_json", "{body}");
+    assert!(
+        !body.to_string().contains("13572468024"),
+        "the value is echoed: {body}"
+    );
+    let res = send(
+        "/auth/v1/signup",
+        r#"{"email":"leaky-value-7f3a@example.com","password":"Passw0rd-leak-7f3a","data":[1]}"#
+            .into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 400);
+    // Forty anonymous sign-ups, each with a megabyte string where an object belongs.
+    let big = format!("\"{}\"", "big-value-7f3a ".repeat(1_000_000 / 15));
+    for _ in 0..40 {
+        let res = send("/auth/v1/signup", format!(r#"{{"data":{big}}}"#))
+            .await
+            .unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert_eq!(status, 400, "{}", &text[..text.len().min(300)]);
+        assert!(text.len() < 1000, "the error body echoes the value");
+    }
+
+    sigterm(&child);
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        text.contains("TRACE") && text.contains("bad_json"),
+        "trace logging was on and the rejections were logged:\n{}",
+        &text[..text.len().min(5000)]
+    );
+    for value in [
+        "13572468024",
+        "leaky-value-7f3a",
+        "Passw0rd-leak-7f3a",
+        "big-value-7f3a",
+    ] {
+        assert!(
+            !text.contains(value),
+            "a request value ({value}) appears in the log:\n{}",
+            &text[..text.len().min(20000)]
+        );
+    }
+    // Trace level logs a few kilobytes per request (the I/O crates' events); a request's
+    // body must not add to that.
+    assert!(
+        text.len() < 42 * 16_384,
+        "42 requests wrote {} bytes of log",
+        text.len()
+    );
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file");
+}
+
+/// `WEAUTH_LOG_FORMAT=json` to a file: every line is one JSON object, without colour codes,
+/// even when an event carried more than a line's worth of text.
+#[tokio::test]
+async fn json_logs_are_one_clean_object_per_line() {
+    let db = TestDb::migrated();
+    let port = free_port().to_string();
+    let log_path = std::env::temp_dir().join(format!("weauth-log-{}.txt", uuid::Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = weauth(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ("GOTRUE_API_PORT", &port),
+            ("GOTRUE_LOG_LEVEL", "debug"),
+            ("WEAUTH_LOG_FORMAT", "json"),
+        ],
+    )
+    .stdout(Stdio::from(log.try_clone().unwrap()))
+    .stderr(Stdio::from(log))
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/health"), &mut child).await;
+    // A path far longer than a log line: it is recorded in the request span.
+    let long_path = format!("/auth/v1/{}", "p".repeat(6000));
+    let res = reqwest::get(format!("{base}{long_path}")).await.unwrap();
+    assert_eq!(res.status(), 404);
+    sigterm(&child);
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a JSON log:\n{text}"
+    );
+    let mut requests = 0;
+    for line in text.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(value.is_object(), "{line}");
+        assert!(line.len() <= 4096, "a {} byte line", line.len());
+        if line.contains("request finished") {
+            requests += 1;
+        }
+    }
+    assert!(requests >= 2, "the requests were logged:\n{text}");
+}

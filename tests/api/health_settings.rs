@@ -61,3 +61,45 @@ async fn settings_reflect_configuration() {
     assert_eq!(settings["mailer_autoconfirm"], json!(false));
     assert_eq!(settings["external"]["phone"], json!(false));
 }
+
+/// An idle keep-alive connection outlives actix's 5-second default, and the timeout is
+/// advertised (`Keep-Alive: timeout=…`), so a client reusing sockets (Node's agent) does not
+/// send into a connection the server is closing.
+#[tokio::test]
+async fn idle_keep_alive_connections_stay_open_and_the_timeout_is_advertised() {
+    use std::io::{Read, Write};
+    let app = TestApp::builder()
+        .env("WEAUTH_KEEP_ALIVE_SECS", "20")
+        .spawn();
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let response = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+        let read_one = |conn: &mut std::net::TcpStream| {
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).to_string()
+        };
+        conn.write_all(request).unwrap();
+        let first = read_one(&mut conn);
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        let _ = conn.write_all(request);
+        (first, read_one(&mut conn))
+    })
+    .await
+    .unwrap();
+    let (first, second) = response;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains("keep-alive: timeout=20"),
+        "{first}"
+    );
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "the idle connection was closed: {second:?}"
+    );
+}

@@ -526,47 +526,82 @@ pub async fn expect_error(res: reqwest::Response, status: u16, error_code: &str)
 }
 
 /// A TCP proxy in front of PostgreSQL that a test can cut and restore, to simulate the
-/// database becoming unreachable mid-traffic (the real server keeps serving other tests).
+/// database becoming unreachable mid-traffic (the real server keeps serving other tests), or
+/// stall: stop forwarding without closing anything, as a network partition that drops packets
+/// does (the kernel still acknowledges on loopback, so only weauth's own deadline helps).
 pub struct DbProxy {
     pub port: u16,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
     streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+/// Copies `from` to `to` chunk by chunk, holding each chunk while the proxy is stalled.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 impl DbProxy {
     pub fn start() -> DbProxy {
-        use std::sync::atomic::Ordering;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
-        let (down2, streams2) = (down.clone(), streams.clone());
+        let down = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
+        let streams = Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
+        let (down2, stalled2, streams2) = (down.clone(), stalled.clone(), streams.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if down2.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
-                let Ok(server) = std::net::TcpStream::connect("127.0.0.1:5432") else {
-                    continue;
-                };
-                let mut tracked = streams2.lock().unwrap();
-                tracked.push(client.try_clone().unwrap());
-                tracked.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
+                let (stalled, streams) = (stalled2.clone(), streams2.clone());
+                std::thread::spawn(move || {
+                    // A connection opened during a stall is accepted, then left waiting.
+                    while stalled.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let Ok(server) = std::net::TcpStream::connect("127.0.0.1:5432") else {
+                        return;
+                    };
+                    let mut tracked = streams.lock().unwrap();
+                    tracked.push(client.try_clone().unwrap());
+                    tracked.push(server.try_clone().unwrap());
+                    drop(tracked);
+                    for (from, to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        let stalled = stalled.clone();
+                        std::thread::spawn(move || pump(from, to, stalled));
+                    }
+                });
             }
         });
         DbProxy {
             port,
             down,
+            stalled,
             streams,
         }
     }
@@ -587,7 +622,16 @@ impl DbProxy {
         }
     }
 
+    /// Stops forwarding in both directions, closing nothing; new connections hang too.
+    pub fn stall(&self) {
+        self.stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Ends a cut or a stall (what was held during a stall is delivered).
     pub fn restore(&self) {
         self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.stalled
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
