@@ -221,6 +221,12 @@ impl ApiError {
         }
     }
 
+    /// True when PostgreSQL aborted the transaction to break a deadlock or a serialization
+    /// conflict: running it again may succeed (see `db::transaction_retrying`).
+    pub fn is_lock_conflict(&self) -> bool {
+        self.code == ErrorCode::Conflict
+    }
+
     /// Attaches a cause for the log without changing what the client sees.
     pub fn with_source(
         mut self,
@@ -306,6 +312,12 @@ impl From<diesel::result::Error> for ApiError {
             ) => ApiError::database_unavailable(e),
             // Two transactions locked the same rows in opposite orders (e.g. a refresh racing a
             // password change); PostgreSQL aborted one. GoTrue answers lock contention with 409.
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                "Too many concurrent requests on the same session, please retry",
+            )
+            .with_source(e),
             Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
                 ApiError::new(
                     StatusCode::CONFLICT,

@@ -33,12 +33,18 @@ pub fn find_for_update(conn: &mut PgConnection, token: &str) -> QueryResult<Opti
 /// Loads a token with its session's `not_after`, locking both rows (one round trip), so
 /// concurrent refreshes of one token or session are serialised. Tokens without a live session
 /// are not returned.
+///
+/// The session row is locked before the token row (PostgreSQL locks a join's rows in the order
+/// of its `FROM` list), the order in which a logout or a user deletion takes them (the session,
+/// then its tokens by cascade): taken the other way round, a refresh racing a logout deadlocked.
 pub fn find_with_session_for_update(
     conn: &mut PgConnection,
     token: &str,
 ) -> QueryResult<Option<(RefreshToken, Option<DateTime<Utc>>)>> {
-    refresh_tokens::table
-        .inner_join(sessions::table.on(sessions::id.nullable().eq(refresh_tokens::session_id)))
+    sessions::table
+        .inner_join(
+            refresh_tokens::table.on(refresh_tokens::session_id.eq(sessions::id.nullable())),
+        )
         .filter(refresh_tokens::token.eq(token))
         .select((RefreshToken::as_select(), sessions::not_after))
         .for_update()
