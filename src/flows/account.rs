@@ -49,6 +49,48 @@ pub fn ensure_phone_free(
     Ok(())
 }
 
+/// The unique index of `auth.users` that refused a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    Email,
+    Phone,
+    Id,
+}
+
+impl Taken {
+    /// Which unique index refused `e`, if a unique index did.
+    pub fn of(e: &diesel::result::Error) -> Option<Taken> {
+        if db::is_unique_violation(e, "users_email_partial_key") {
+            Some(Taken::Email)
+        } else if db::is_unique_violation(e, "users_phone_key") {
+            Some(Taken::Phone)
+        } else if db::is_unique_violation(e, "users_pkey")
+            || db::is_unique_violation(e, "users_id_key")
+        {
+            Some(Taken::Id)
+        } else {
+            None
+        }
+    }
+}
+
+/// The one mapping of a refused insert or update of `auth.users` to what the client sees. The
+/// flows check for a taken e-mail or phone before writing, but two requests claiming the same
+/// address at once both pass that check; the unique index then refuses the second, which gets
+/// the same 422 as if the check had caught it. `phone_taken_msg` differs between GoTrue's user
+/// and admin routes.
+pub fn user_write_error(e: diesel::result::Error, phone_taken_msg: &'static str) -> ApiError {
+    match Taken::of(&e) {
+        Some(Taken::Email) => ApiError::unprocessable(ErrorCode::EmailExists, EMAIL_TAKEN),
+        Some(Taken::Phone) => ApiError::unprocessable(ErrorCode::PhoneExists, phone_taken_msg),
+        Some(Taken::Id) => ApiError::unprocessable(
+            ErrorCode::UserAlreadyExists,
+            "A user with this ID already exists",
+        ),
+        None => e.into(),
+    }
+}
+
 /// Everything one request changes about a user, written by [`AccountChanges::write`].
 pub struct AccountChanges {
     user_id: Uuid,
@@ -172,22 +214,14 @@ impl AccountChanges {
 
     /// Writes the row (one `UPDATE`, `updated_at` included) and the identities. A unique index
     /// that refuses the new e-mail or phone (a concurrent request took it) is the same 422 as
-    /// the check before it. `user_not_found` if the user is gone.
+    /// the check before it ([`user_write_error`]). `user_not_found` if the user is gone.
     pub fn write(mut self, conn: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<User> {
         if let Some(meta) = self.app_metadata.take() {
             self.row.raw_app_meta_data = Some(Value::Object(meta));
         }
         let phone_taken_msg = self.phone_taken_msg;
         let user = user::update(conn, self.user_id, self.row, now)
-            .map_err(|e| {
-                if db::is_unique_violation(&e, "users_email_partial_key") {
-                    ApiError::unprocessable(ErrorCode::EmailExists, EMAIL_TAKEN)
-                } else if db::is_unique_violation(&e, "users_phone_key") {
-                    ApiError::unprocessable(ErrorCode::PhoneExists, phone_taken_msg)
-                } else {
-                    e.into()
-                }
-            })?
+            .map_err(|e| user_write_error(e, phone_taken_msg))?
             .ok_or_else(user_not_found)?;
         for (provider, data) in self.identities {
             identity::upsert_data(conn, user.id, provider, data, now)?;

@@ -11,7 +11,7 @@ use super::account::{self, user_not_found, AccountChanges};
 use super::validate;
 use crate::auth::password;
 use crate::db;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult};
 use crate::models::db_now;
 use crate::models::identity::{self, Identity, IdentityData, NewIdentity};
 use crate::models::session;
@@ -141,18 +141,8 @@ pub async fn create(state: &Arc<AppState>, p: AdminUserParams) -> ApiResult<(Use
         app_meta.extend(p.app_metadata.unwrap_or_default());
         new.raw_app_meta_data = Value::Object(app_meta);
         new.raw_user_meta_data = Value::Object(p.user_metadata.unwrap_or_default());
-        let user = user::insert(conn, &new).map_err(|e| {
-            if db::is_unique_violation(&e, "users_pkey")
-                || db::is_unique_violation(&e, "users_id_key")
-            {
-                ApiError::unprocessable(
-                    ErrorCode::UserAlreadyExists,
-                    "A user with this ID already exists",
-                )
-            } else {
-                e.into()
-            }
-        })?;
+        let user =
+            user::insert(conn, &new).map_err(|e| account::user_write_error(e, PHONE_TAKEN))?;
         let verified = (
             new.email_confirmed_at.is_some(),
             new.phone_confirmed_at.is_some(),

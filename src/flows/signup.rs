@@ -7,10 +7,11 @@ use diesel::PgConnection;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::account::{user_write_error, Taken, PHONE_TAKEN};
 use super::session::{self, AuthMethod, Session, SignIn};
 use super::{validate, ClientInfo};
 use crate::auth::password;
-use crate::db::{self, is_unique_violation};
+use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::db_now;
 use crate::models::identity::{self, Identity, IdentityData, NewIdentity};
@@ -219,14 +220,12 @@ fn create_user(
     let provider = contact.provider();
     new.raw_app_meta_data = json!({"provider": provider, "providers": [provider]});
     new.raw_user_meta_data = Value::Object(identity_data.clone());
-    let user = user::insert(conn, &new).map_err(|e| {
-        if is_unique_violation(&e, "users_email_partial_key")
-            || is_unique_violation(&e, "users_phone_key")
-        {
+    // A concurrent sign-up of the same address: GoTrue's answer to an existing user.
+    let user = user::insert(conn, &new).map_err(|e| match Taken::of(&e) {
+        Some(Taken::Email | Taken::Phone) => {
             ApiError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered")
-        } else {
-            e.into()
         }
+        _ => user_write_error(e, PHONE_TAKEN),
     })?;
     identity::insert(
         conn,

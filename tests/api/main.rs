@@ -10,6 +10,7 @@ mod faults;
 mod gotrue_database;
 mod health_settings;
 mod logout;
+mod races;
 mod rate_limits;
 mod schema;
 mod signup;
