@@ -326,6 +326,20 @@ impl From<diesel::result::Error> for ApiError {
                 )
                 .with_source(e)
             }
+            // A row that names a user or a session which a concurrent request deleted
+            // (`DELETE /admin/users/{id}` while that user signs in, or a logout while a session
+            // is written to): the statement, and so the transaction, wrote nothing.
+            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                let constraint = info.constraint_name().unwrap_or("");
+                if constraint.ends_with("session_id_fkey") {
+                    ApiError::not_found(ErrorCode::SessionNotFound, "Session not found")
+                        .with_source(e)
+                } else if constraint.ends_with("user_id_fkey") {
+                    ApiError::not_found(ErrorCode::UserNotFound, "User not found").with_source(e)
+                } else {
+                    ApiError::internal(e)
+                }
+            }
             _ => ApiError::internal(e),
         }
     }

@@ -133,7 +133,12 @@ pub async fn sign_in(
         let sign_in = SignIn::first_factor(AuthMethod::Password, "login");
         session::issue(conn, &tx_state, user, sign_in, &client)
     })
-    .await?;
+    .await
+    // Deleted while signing in: the same answer as for an unknown user.
+    .map_err(|e| match e.code {
+        ErrorCode::UserNotFound => ApiError::invalid_credentials(),
+        _ => e,
+    })?;
     let weak_password = password::check_strength(&password, state.config.password.min_length)
         .err()
         .filter(|e| !e.weak_password_reasons.is_empty())

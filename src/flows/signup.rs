@@ -157,7 +157,7 @@ pub async fn signup(
                     ..Default::default()
                 };
                 user::update(conn, existing.id, changes, now)?
-                    .ok_or_else(|| ApiError::internal("user vanished during signup"))?
+                    .ok_or_else(super::account::user_not_found)?
             }
             None => create_user(conn, state, &contact, &hash, data, confirmed_now, now)?,
         };

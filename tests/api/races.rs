@@ -4,7 +4,7 @@
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::support::TestApp;
+use crate::support::{expect_json, TestApp};
 
 /// Sends the requests at once and returns `(status, body)` for each, in order.
 pub async fn together(requests: Vec<reqwest::RequestBuilder>) -> Vec<(u16, Value)> {
@@ -21,6 +21,10 @@ fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::Request
     app.client
         .request(method, app.url(path))
         .bearer_auth(app.service_role_key())
+}
+
+fn post(app: &TestApp, path: &str, body: Value) -> reqwest::RequestBuilder {
+    app.client.post(app.url(path)).json(&body)
 }
 
 /// Exactly one request won, and every other one got 422 `code`.
@@ -121,4 +125,100 @@ async fn concurrent_claims_of_one_email_or_phone_get_422() {
         ),
         0
     );
+}
+
+/// No answer in `answers` is a 5xx (or anything but 2xx/4xx JSON).
+fn no_server_errors(answers: &[(u16, Value)], what: &str) {
+    for (status, body) in answers {
+        assert!(
+            (200..300).contains(status) || (400..500).contains(status),
+            "{what}: {status} {body}"
+        );
+        if *status >= 400 {
+            assert!(body["error_code"].is_string(), "{what}: {status} {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_user_while_they_sign_in_refresh_or_update_gives_4xx() {
+    let app = TestApp::builder().wechat().spawn();
+    for round in 0..8 {
+        let email = format!("gone{round}@example.com");
+        let s = app.signup_email(&email, "secret123").await;
+        let id = s["user"]["id"].as_str().unwrap().to_string();
+        let access = s["access_token"].as_str().unwrap().to_string();
+        let refresh = s["refresh_token"].as_str().unwrap().to_string();
+        let wechat_user = format!("w{round}");
+        let code = app
+            .emulator()
+            .login_code(crate::support::APP_ID, &wechat_user)
+            .await;
+        let w = expect_json(
+            app.client
+                .get(app.url(&format!("/wechat_mini/login?code={code}")))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        let wid = w["user"]["id"].as_str().unwrap().to_string();
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            codes.push(
+                app.emulator()
+                    .login_code(crate::support::APP_ID, &wechat_user)
+                    .await,
+            );
+        }
+        let mut requests = Vec::new();
+        for i in 0..3 {
+            requests.push(post(
+                &app,
+                "/token?grant_type=password",
+                json!({"email": email, "password": "secret123"}),
+            ));
+            requests.push(post(
+                &app,
+                "/token?grant_type=refresh_token",
+                json!({"refresh_token": refresh}),
+            ));
+            requests.push(
+                app.client
+                    .put(app.url("/user"))
+                    .bearer_auth(&access)
+                    .json(&json!({"data": {"k": i}})),
+            );
+            requests.push(
+                app.client
+                    .get(app.url(&format!("/wechat_mini/login?code={}", codes[i]))),
+            );
+            if i == 1 {
+                for uid in [&id, &wid] {
+                    requests.push(admin(
+                        &app,
+                        reqwest::Method::DELETE,
+                        &format!("/admin/users/{uid}"),
+                    ));
+                }
+            }
+        }
+        let answers = together(requests).await;
+        no_server_errors(&answers, &format!("round {round}"));
+        // The deletion won or lost as a whole: no row of a deleted user was written.
+        assert_eq!(
+            app.db.scalar(&format!(
+                "SELECT count(*) FROM auth.users WHERE id = '{id}'"
+            )),
+            0
+        );
+        assert_eq!(
+            app.db.scalar(&format!(
+                "SELECT count(*) FROM auth.refresh_tokens WHERE user_id = '{id}'"
+            )),
+            0,
+            "round {round}"
+        );
+    }
 }
