@@ -326,6 +326,21 @@ impl From<diesel::result::Error> for ApiError {
                 )
                 .with_source(e)
             }
+            // Client text PostgreSQL cannot store (a NUL character, an overlong value) that
+            // a check where the input entered missed: still the client's error, not a 500.
+            Error::DatabaseError(_, info)
+                if [
+                    "invalid byte sequence",
+                    "unsupported Unicode escape sequence",
+                ]
+                .iter()
+                .any(|m| info.message().contains(m)) =>
+            {
+                ApiError::validation("Text must not contain NUL characters").with_source(e)
+            }
+            Error::DatabaseError(_, info) if info.message().starts_with("value too long") => {
+                ApiError::validation("A value is too long").with_source(e)
+            }
             // A row that names a user or a session which a concurrent request deleted
             // (`DELETE /admin/users/{id}` while that user signs in, or a logout while a session
             // is written to): the statement, and so the transaction, wrote nothing.

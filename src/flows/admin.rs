@@ -46,7 +46,7 @@ impl AdminUserParams {
             ("aud", &self.aud),
             ("password_hash", &self.password_hash),
         ] {
-            validate::no_nul(name, value.as_deref().unwrap_or(""))?;
+            validate::varchar(name, value.as_deref().unwrap_or(""), validate::MAX_VARCHAR)?;
         }
         for m in self.user_metadata.iter().chain(self.app_metadata.iter()) {
             validate::metadata(m)?;

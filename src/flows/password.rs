@@ -60,6 +60,10 @@ pub async fn sign_in(
         ));
     }
 
+    // The lookup's text goes to PostgreSQL, which cannot hold NUL characters.
+    for (name, value) in [("email", &email), ("phone", &phone)] {
+        validate::no_nul(name, value.as_deref().unwrap_or(""))?;
+    }
     let aud = state.config.jwt.aud.clone();
     let found = db::run(&state.pool, move |conn| {
         Ok(match (email, phone) {

@@ -93,6 +93,20 @@ pub fn no_nul(name: &str, value: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Longest value of GoTrue's `varchar(255)` columns (`role`, `aud`, `email`, ...).
+pub const MAX_VARCHAR: usize = 255;
+
+/// Text stored in a `varchar(max)` column: no NUL characters and at most `max` characters.
+pub fn varchar(name: &str, value: &str, max: usize) -> ApiResult<()> {
+    no_nul(name, value)?;
+    if value.chars().count() > max {
+        return Err(ApiError::validation(format!(
+            "{name} must be at most {max} characters"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

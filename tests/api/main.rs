@@ -9,6 +9,7 @@ mod errors;
 mod faults;
 mod gotrue_database;
 mod health_settings;
+mod inputs;
 mod logout;
 mod races;
 mod rate_limits;
