@@ -182,6 +182,8 @@ fn legacy_profile(
             profile.insert(to.to_string(), value.clone());
         }
     }
+    // What WeChat vouches for is still text from outside: the limits of every other metadata.
+    validate::metadata(&profile)?;
     Ok(profile)
 }
 
@@ -199,6 +201,8 @@ fn fill_profile(
     if metadata.len() == before {
         return Ok(user);
     }
+    // The merged object is what gets stored, so it is what the size cap applies to.
+    validate::metadata(&metadata)?;
     let changes = UserChanges {
         raw_user_meta_data: Some(Value::Object(metadata)),
         ..Default::default()
