@@ -195,10 +195,10 @@ pub async fn update(
             changes.role(role);
         }
         if let Some(meta) = p.user_metadata {
-            changes.user_metadata(user::merge_metadata(current.user_metadata(), meta));
+            changes.user_metadata(meta);
         }
         if let Some(meta) = p.app_metadata {
-            changes.app_metadata(user::merge_metadata(current.app_metadata(), meta));
+            changes.app_metadata(meta);
         }
         if let Some(hash) = hash {
             changes.password_hash(hash);

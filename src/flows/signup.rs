@@ -15,7 +15,7 @@ use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::db_now;
 use crate::models::identity::{self, Identity, IdentityData, NewIdentity};
-use crate::models::user::{self, NewUser, User, UserChanges};
+use crate::models::user::{self, MetadataPatch, NewUser, User, UserChanges};
 use crate::state::AppState;
 
 /// The body of `POST /signup`.
@@ -143,21 +143,29 @@ pub async fn signup(
             }
             // Signed up before but never confirmed: the new password and data replace the old.
             Some(existing) => {
-                let metadata = user::merge_metadata(existing.user_metadata(), data);
+                let patch = MetadataPatch::merge(data);
                 let (email_at, phone_at) = match contact {
                     Contact::Email(_) => (confirmed_now, None),
                     Contact::Phone(_) => (None, confirmed_now),
                 };
                 let changes = UserChanges {
                     encrypted_password: Some(hash),
-                    raw_user_meta_data: Some(Value::Object(metadata)),
                     confirmation_sent_at: Some(Some(now)),
                     email_confirmed_at: Some(existing.email_confirmed_at.or(email_at)),
                     phone_confirmed_at: Some(existing.phone_confirmed_at.or(phone_at)),
                     ..Default::default()
                 };
-                user::update(conn, existing.id, changes, now)?
-                    .ok_or_else(super::account::user_not_found)?
+                let user = user::update_with_metadata(
+                    conn,
+                    existing.id,
+                    changes,
+                    Some(&patch),
+                    None,
+                    now,
+                )?
+                .ok_or_else(super::account::user_not_found)?;
+                validate::metadata(&user.user_metadata())?;
+                user
             }
             None => create_user(conn, state, &contact, &hash, data, confirmed_now, now)?,
         };

@@ -222,3 +222,64 @@ async fn deleting_a_user_while_they_sign_in_refresh_or_update_gives_4xx() {
         );
     }
 }
+
+/// Concurrent metadata updates each merge into what the row holds when they are written: no
+/// writer's key is lost, on `PUT /user` and on the admin update, for both metadata objects.
+#[tokio::test]
+async fn concurrent_metadata_updates_lose_no_key() {
+    let app = TestApp::spawn();
+    let s = app.signup_email("meta@example.com", "secret123").await;
+    let id = s["user"]["id"].as_str().unwrap().to_string();
+    let token = s["access_token"].as_str().unwrap().to_string();
+    const N: usize = 30;
+    let mut requests: Vec<reqwest::RequestBuilder> = (0..N)
+        .map(|i| {
+            app.client
+                .put(app.url("/user"))
+                .bearer_auth(&token)
+                .json(&json!({"data": {format!("user{i}"): i}}))
+        })
+        .collect();
+    requests.extend((0..N).map(|i| {
+        admin(&app, reqwest::Method::PUT, &format!("/admin/users/{id}")).json(
+            &json!({"user_metadata": {format!("admin{i}"): i}, "app_metadata": {format!("app{i}"): i}}),
+        )
+    }));
+    let answers = together(requests).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+    let user = expect_json(app.get_auth("/user", &token).await, 200).await;
+    for i in 0..N {
+        assert_eq!(
+            user["user_metadata"][format!("user{i}")],
+            json!(i),
+            "{user}"
+        );
+        assert_eq!(
+            user["user_metadata"][format!("admin{i}")],
+            json!(i),
+            "{user}"
+        );
+        assert_eq!(user["app_metadata"][format!("app{i}")], json!(i), "{user}");
+    }
+    assert_eq!(user["app_metadata"]["providers"], json!(["email"]));
+    assert_eq!(user["user_metadata"]["email"], "meta@example.com");
+
+    // A null still removes a key, and the cap applies to the merged object.
+    let put = |body: Value| {
+        app.client
+            .put(app.url("/user"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let user = expect_json(put(json!({"data": {"user0": null}})).await.unwrap(), 200).await;
+    assert!(user["user_metadata"].get("user0").is_none());
+    let chunk = "x".repeat(40 * 1024);
+    expect_json(put(json!({"data": {"big1": chunk}})).await.unwrap(), 200).await;
+    let before = app.db.snapshot();
+    let res = put(json!({"data": {"big2": chunk}})).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(app.db.snapshot(), before);
+}
