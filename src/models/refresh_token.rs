@@ -15,6 +15,7 @@ pub struct RefreshToken {
     pub token: Option<String>,
     pub user_id: Option<String>,
     pub revoked: Option<bool>,
+    pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub parent: Option<String>,
     pub session_id: Option<Uuid>,
@@ -64,6 +65,16 @@ pub fn active_for_session(
         .select(RefreshToken::as_select())
         .first(conn)
         .optional()
+}
+
+/// Records that the live token `id` was handed out again to the holder of a revoked ancestor
+/// (the reuse interval): its `updated_at` moves to `now`. A live token's `updated_at` is
+/// otherwise its `created_at`, so the two differ exactly when the token was reissued.
+pub fn mark_reissued(conn: &mut PgConnection, id: i64, now: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(refresh_tokens::table.find(id))
+        .set(refresh_tokens::updated_at.eq(now))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Revokes `old`, issues `new_token` as its child in the same session, marks the session

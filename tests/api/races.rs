@@ -283,3 +283,62 @@ async fn concurrent_metadata_updates_lose_no_key() {
     assert_eq!(res.status(), 400);
     assert_eq!(app.db.snapshot(), before);
 }
+
+/// The parent and the current refresh token presented at once: every success hands back the
+/// session's live token (never one that is rotated away a moment later).
+#[tokio::test]
+async fn parent_and_current_token_raced_all_get_the_live_token() {
+    let app = TestApp::spawn();
+    app.signup_email("twice@example.com", "secret123").await;
+    for round in 0..15 {
+        let s = expect_json(
+            app.post(
+                "/token?grant_type=password",
+                json!({"email": "twice@example.com", "password": "secret123"}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        let parent = s["refresh_token"].as_str().unwrap().to_string();
+        let current = expect_json(
+            app.post(
+                "/token?grant_type=refresh_token",
+                json!({"refresh_token": parent}),
+            )
+            .await,
+            200,
+        )
+        .await["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let answers = together(
+            [&parent, &current, &parent, &current]
+                .iter()
+                .map(|t| {
+                    post(
+                        &app,
+                        "/token?grant_type=refresh_token",
+                        json!({"refresh_token": t}),
+                    )
+                })
+                .collect(),
+        )
+        .await;
+        let mut issued = Vec::new();
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "round {round}: {body}");
+            issued.push(body["refresh_token"].as_str().unwrap().to_string());
+        }
+        for token in &issued {
+            assert_eq!(
+                app.db.scalar(&format!(
+                    "SELECT count(*) FROM auth.refresh_tokens WHERE token = '{token}' AND NOT revoked"
+                )),
+                1,
+                "round {round}: {token} was handed out but is not live ({issued:?})"
+            );
+        }
+    }
+}
