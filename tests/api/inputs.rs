@@ -157,3 +157,79 @@ async fn nul_and_overlong_text_is_refused_everywhere() {
     )
     .await;
 }
+
+/// E-mail addresses are judged as GoTrue judges them (checkmail's pattern) on every route that
+/// takes one, and `page` is parsed as GoTrue parses it.
+#[tokio::test]
+async fn email_validation_and_pagination_follow_gotrue() {
+    let app = TestApp::spawn();
+    let me = app.signup_email("val@example.com", "secret123").await;
+    let token = me["access_token"].as_str().unwrap().to_string();
+    let admin_key = app.service_role_key();
+    let refused = [
+        "xx:;x@x.x",
+        "a(b)c;e@x.x",
+        "x<y>z@x.x",
+        "a\u{200b}b@x.co",
+        "a\u{202e}b@x.co",
+        "a@b..co",
+    ];
+    let before = app.db.snapshot();
+    for email in refused {
+        let answers = [
+            app.post("/signup", json!({"email": email, "password": "secret123"}))
+                .await,
+            app.client
+                .post(app.url("/admin/users"))
+                .bearer_auth(&admin_key)
+                .json(&json!({"email": email}))
+                .send()
+                .await
+                .unwrap(),
+            app.client
+                .put(app.url("/user"))
+                .bearer_auth(&token)
+                .json(&json!({"email": email}))
+                .send()
+                .await
+                .unwrap(),
+        ];
+        for res in answers {
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(status, 400, "{email:?}: {body}");
+            assert_eq!(body["error_code"], "validation_failed", "{email:?}: {body}");
+        }
+    }
+    assert_eq!(app.db.snapshot(), before);
+    // GoTrue accepts a host without a dot.
+    let s = expect_json(
+        app.post(
+            "/signup",
+            json!({"email": "user@localhost", "password": "secret123"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(s["user"]["email"], "user@localhost");
+
+    for page in ["-1", "x", "1.5"] {
+        let res = app
+            .client
+            .get(app.url(&format!("/admin/users?page={page}")))
+            .bearer_auth(&admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "page={page}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error_code"], "validation_failed");
+        assert_eq!(
+            body["msg"],
+            format!(
+                "Bad Pagination Parameters: strconv.ParseUint: parsing \"{page}\": invalid syntax"
+            )
+        );
+    }
+}
