@@ -173,7 +173,7 @@ async fn deleting_a_user_while_they_sign_in_refresh_or_update_gives_4xx() {
             );
         }
         let mut requests = Vec::new();
-        for i in 0..3 {
+        for (i, code) in codes.iter().enumerate() {
             requests.push(post(
                 &app,
                 "/token?grant_type=password",
@@ -192,7 +192,7 @@ async fn deleting_a_user_while_they_sign_in_refresh_or_update_gives_4xx() {
             );
             requests.push(
                 app.client
-                    .get(app.url(&format!("/wechat_mini/login?code={}", codes[i]))),
+                    .get(app.url(&format!("/wechat_mini/login?code={code}"))),
             );
             if i == 1 {
                 for uid in [&id, &wid] {
