@@ -228,9 +228,11 @@ pub async fn update(
     .await
 }
 
-/// Hard delete (cascading, as GoTrue's `DELETE FROM users`) or soft delete.
+/// Hard delete (cascading, as GoTrue's `DELETE FROM users`) or soft delete. Like a logout, it
+/// must win over the user's own requests running at the same time: aborted by deadlock
+/// detection, it runs again.
 pub async fn delete(state: &Arc<AppState>, id: Uuid, soft: bool) -> ApiResult<()> {
-    db::transaction(&state.pool, move |conn| {
+    db::transaction_retrying(&state.pool, move |conn| {
         if soft {
             account::soft_delete(conn, id)
         } else if user::delete(conn, id)? {

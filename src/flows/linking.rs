@@ -70,8 +70,8 @@ pub fn sign_in(
     }
     if let Some(sibling) = same_person(conn, ext)? {
         insert_identity(conn, sibling.user_id, ext, now)?;
-        let user = user::find_by_id(conn, sibling.user_id)?
-            .ok_or_else(|| ApiError::internal("identity without user"))?;
+        let user =
+            user::find_by_id(conn, sibling.user_id)?.ok_or_else(super::account::user_not_found)?;
         return Ok(Linked {
             user,
             created: false,

@@ -106,7 +106,9 @@ pub fn issue(
             now,
             audit,
         },
-    )?;
+    )?
+    // Deleted (or soft-deleted) by a concurrent request since the caller found the user.
+    .ok_or_else(super::account::user_not_found)?;
     user.last_sign_in_at = Some(now);
     user.updated_at = Some(now);
     let identities = crate::models::identity::for_user(conn, user.id)?;

@@ -143,7 +143,9 @@ fn no_server_errors(answers: &[(u16, Value)], what: &str) {
 #[tokio::test]
 async fn deleting_a_user_while_they_sign_in_refresh_or_update_gives_4xx() {
     let app = TestApp::builder().wechat().spawn();
-    for round in 0..8 {
+    for round in 0..10 {
+        // Hard and soft (`should_soft_delete`) deletions in turn.
+        let soft = round % 2 == 1;
         let email = format!("gone{round}@example.com");
         let s = app.signup_email(&email, "secret123").await;
         let id = s["user"]["id"].as_str().unwrap().to_string();
@@ -196,30 +198,48 @@ async fn deleting_a_user_while_they_sign_in_refresh_or_update_gives_4xx() {
             );
             if i == 1 {
                 for uid in [&id, &wid] {
-                    requests.push(admin(
-                        &app,
-                        reqwest::Method::DELETE,
-                        &format!("/admin/users/{uid}"),
-                    ));
+                    requests.push(
+                        admin(
+                            &app,
+                            reqwest::Method::DELETE,
+                            &format!("/admin/users/{uid}"),
+                        )
+                        .json(&json!({"should_soft_delete": soft})),
+                    );
                 }
             }
         }
         let answers = together(requests).await;
         no_server_errors(&answers, &format!("round {round}"));
-        // The deletion won or lost as a whole: no row of a deleted user was written.
-        assert_eq!(
-            app.db.scalar(&format!(
-                "SELECT count(*) FROM auth.users WHERE id = '{id}'"
-            )),
-            0
-        );
-        assert_eq!(
-            app.db.scalar(&format!(
-                "SELECT count(*) FROM auth.refresh_tokens WHERE user_id = '{id}'"
-            )),
-            0,
-            "round {round}"
-        );
+        // The deletion won or lost as a whole: nothing of a deleted user was written after it.
+        for uid in [&id, &wid] {
+            let left = if soft {
+                "SELECT count(*) FROM auth.users WHERE id = '{uid}' AND deleted_at IS NULL"
+            } else {
+                "SELECT count(*) FROM auth.users WHERE id = '{uid}'"
+            };
+            assert_eq!(
+                app.db.scalar(&left.replace("{uid}", uid)),
+                0,
+                "round {round}: {answers:?}"
+            );
+            for table in ["auth.sessions", "auth.identities"] {
+                assert_eq!(
+                    app.db.scalar(&format!(
+                        "SELECT count(*) FROM {table} WHERE user_id = '{uid}'"
+                    )),
+                    0,
+                    "round {round} (soft: {soft}): {table} of a deleted user"
+                );
+            }
+            assert_eq!(
+                app.db.scalar(&format!(
+                    "SELECT count(*) FROM auth.refresh_tokens WHERE user_id = '{uid}'"
+                )),
+                0,
+                "round {round} (soft: {soft})"
+            );
+        }
     }
 }
 
