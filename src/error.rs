@@ -221,6 +221,12 @@ impl ApiError {
         }
     }
 
+    /// True when PostgreSQL aborted the transaction to break a deadlock or a serialization
+    /// conflict: running it again may succeed (see `db::transaction_retrying`).
+    pub fn is_lock_conflict(&self) -> bool {
+        self.code == ErrorCode::Conflict
+    }
+
     /// Attaches a cause for the log without changing what the client sees.
     pub fn with_source(
         mut self,
@@ -306,6 +312,12 @@ impl From<diesel::result::Error> for ApiError {
             ) => ApiError::database_unavailable(e),
             // Two transactions locked the same rows in opposite orders (e.g. a refresh racing a
             // password change); PostgreSQL aborted one. GoTrue answers lock contention with 409.
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                "Too many concurrent requests on the same session, please retry",
+            )
+            .with_source(e),
             Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
                 ApiError::new(
                     StatusCode::CONFLICT,
@@ -313,6 +325,35 @@ impl From<diesel::result::Error> for ApiError {
                     "Too many concurrent requests on the same session, please retry",
                 )
                 .with_source(e)
+            }
+            // Client text PostgreSQL cannot store (a NUL character, an overlong value) that
+            // a check where the input entered missed: still the client's error, not a 500.
+            Error::DatabaseError(_, info)
+                if [
+                    "invalid byte sequence",
+                    "unsupported Unicode escape sequence",
+                ]
+                .iter()
+                .any(|m| info.message().contains(m)) =>
+            {
+                ApiError::validation("Text must not contain NUL characters").with_source(e)
+            }
+            Error::DatabaseError(_, info) if info.message().starts_with("value too long") => {
+                ApiError::validation("A value is too long").with_source(e)
+            }
+            // A row that names a user or a session which a concurrent request deleted
+            // (`DELETE /admin/users/{id}` while that user signs in, or a logout while a session
+            // is written to): the statement, and so the transaction, wrote nothing.
+            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                let constraint = info.constraint_name().unwrap_or("");
+                if constraint.ends_with("session_id_fkey") {
+                    ApiError::not_found(ErrorCode::SessionNotFound, "Session not found")
+                        .with_source(e)
+                } else if constraint.ends_with("user_id_fkey") {
+                    ApiError::not_found(ErrorCode::UserNotFound, "User not found").with_source(e)
+                } else {
+                    ApiError::internal(e)
+                }
             }
             _ => ApiError::internal(e),
         }

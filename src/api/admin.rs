@@ -20,13 +20,23 @@ pub struct ListQuery {
     pub filter: Option<String>,
 }
 
-fn number(raw: Option<&str>, default: i64, name: &str) -> ApiResult<i64> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(default),
-        Some(s) => s
-            .parse()
-            .map_err(|_| ApiError::validation(format!("{name} must be a number"))),
+/// GoTrue's `paginate`: an unsigned decimal (`strconv.ParseUint`), else 400 "Bad Pagination
+/// Parameters" with Go's message.
+fn number(raw: Option<&str>, default: i64) -> ApiResult<i64> {
+    let Some(s) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(default);
+    };
+    let bad = |why: &str| {
+        let shown: String = s.chars().take(64).collect();
+        ApiError::validation(format!(
+            "Bad Pagination Parameters: strconv.ParseUint: parsing {shown:?}: {why}"
+        ))
+    };
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("invalid syntax"));
     }
+    // Past i64 (and so past any OFFSET) is Go's "value out of range" too.
+    s.parse::<i64>().map_err(|_| bad("value out of range"))
 }
 
 pub async fn admin_users(
@@ -36,8 +46,9 @@ pub async fn admin_users(
     query: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
     // Pages past what an OFFSET can address are a client error, not an overflow.
-    let page = number(query.page.as_deref(), 1, "page")?.clamp(1, 1_000_000_000);
-    let per_page = number(query.per_page.as_deref(), 50, "per_page")?;
+    // Page 0 is page 1, as in GoTrue (its query builder clamps it).
+    let page = number(query.page.as_deref(), 1)?.clamp(1, 1_000_000_000);
+    let per_page = number(query.per_page.as_deref(), 50)?;
     let (rows, total) = admin::list(&state, page, per_page, query.filter.clone()).await?;
 
     // GoTrue's pagination headers; supabase-js reads the page number right after the first `=`.

@@ -211,6 +211,28 @@ where
     .await
 }
 
+/// How often [`transaction_retrying`] runs its transaction before giving up.
+const LOCK_CONFLICT_ATTEMPTS: usize = 5;
+
+/// [`transaction`] for a unit of work that must not lose to a concurrent one: when PostgreSQL
+/// aborts it to break a deadlock (or a serialization failure), the whole transaction runs again,
+/// up to a few times, instead of answering 409. Used by logout, which must always win.
+pub async fn transaction_retrying<T, F>(pool: &PgPool, f: F) -> ApiResult<T>
+where
+    F: Fn(&mut PgConnection) -> ApiResult<T> + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let f = Arc::new(f);
+    let mut attempt = 1;
+    loop {
+        let f = f.clone();
+        match transaction(pool, move |conn| f(conn)).await {
+            Err(e) if e.is_lock_conflict() && attempt < LOCK_CONFLICT_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
 /// True when `e` is a unique-constraint violation on the named constraint or index.
 pub fn is_unique_violation(e: &diesel::result::Error, constraint: &str) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};

@@ -15,7 +15,7 @@ use crate::auth::password;
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::identity::{self, Identity, IdentityData};
-use crate::models::user::{self, User, UserChanges};
+use crate::models::user::{self, MetadataPatch, User, UserChanges};
 use crate::models::{db_now, session};
 use crate::state::AppState;
 
@@ -49,12 +49,57 @@ pub fn ensure_phone_free(
     Ok(())
 }
 
+/// The unique index of `auth.users` that refused a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    Email,
+    Phone,
+    Id,
+}
+
+impl Taken {
+    /// Which unique index refused `e`, if a unique index did.
+    pub fn of(e: &diesel::result::Error) -> Option<Taken> {
+        if db::is_unique_violation(e, "users_email_partial_key") {
+            Some(Taken::Email)
+        } else if db::is_unique_violation(e, "users_phone_key") {
+            Some(Taken::Phone)
+        } else if db::is_unique_violation(e, "users_pkey")
+            || db::is_unique_violation(e, "users_id_key")
+        {
+            Some(Taken::Id)
+        } else {
+            None
+        }
+    }
+}
+
+/// The one mapping of a refused insert or update of `auth.users` to what the client sees. The
+/// flows check for a taken e-mail or phone before writing, but two requests claiming the same
+/// address at once both pass that check; the unique index then refuses the second, which gets
+/// the same 422 as if the check had caught it. `phone_taken_msg` differs between GoTrue's user
+/// and admin routes.
+pub fn user_write_error(e: diesel::result::Error, phone_taken_msg: &'static str) -> ApiError {
+    match Taken::of(&e) {
+        Some(Taken::Email) => ApiError::unprocessable(ErrorCode::EmailExists, EMAIL_TAKEN),
+        Some(Taken::Phone) => ApiError::unprocessable(ErrorCode::PhoneExists, phone_taken_msg),
+        Some(Taken::Id) => ApiError::unprocessable(
+            ErrorCode::UserAlreadyExists,
+            "A user with this ID already exists",
+        ),
+        None => e.into(),
+    }
+}
+
 /// Everything one request changes about a user, written by [`AccountChanges::write`].
 pub struct AccountChanges {
     user_id: Uuid,
     row: UserChanges,
-    /// `app_metadata` as it will be stored, once anything touched it.
-    app_metadata: Option<Map<String, Value>>,
+    /// Changes to `user_metadata` and `app_metadata`, merged into the row's current values by
+    /// the `UPDATE` itself, so concurrent changes of other keys are not lost.
+    user_metadata: Option<MetadataPatch>,
+    app_metadata: Option<MetadataPatch>,
+    /// `app_metadata` as this request last saw it, with its own changes applied.
     current_app_metadata: Map<String, Value>,
     /// Identities whose data is replaced (or which are created), by provider.
     identities: Vec<(&'static str, Map<String, Value>)>,
@@ -67,6 +112,7 @@ impl AccountChanges {
         AccountChanges {
             user_id: user.id,
             row: UserChanges::default(),
+            user_metadata: None,
             app_metadata: None,
             current_app_metadata: user.app_metadata(),
             identities: Vec::new(),
@@ -84,14 +130,32 @@ impl AccountChanges {
         self.row.role = Some(role);
     }
 
-    /// Replaces `user_metadata` (already merged by the caller).
-    pub fn user_metadata(&mut self, metadata: Map<String, Value>) {
-        self.row.raw_user_meta_data = Some(Value::Object(metadata));
+    /// Merges `changes` into `user_metadata` (GoTrue's rule: a JSON `null` removes the key).
+    pub fn user_metadata(&mut self, changes: Map<String, Value>) {
+        let patch = self
+            .user_metadata
+            .get_or_insert_with(MetadataPatch::default);
+        for (key, value) in changes {
+            patch.set_key(key, value);
+        }
     }
 
-    /// Replaces `app_metadata` (already merged by the caller).
-    pub fn app_metadata(&mut self, metadata: Map<String, Value>) {
-        self.app_metadata = Some(metadata);
+    /// Merges `changes` into `app_metadata` (a JSON `null` removes the key).
+    pub fn app_metadata(&mut self, changes: Map<String, Value>) {
+        for (key, value) in changes {
+            self.set_app_key(key, value);
+        }
+    }
+
+    fn set_app_key(&mut self, key: String, value: Value) {
+        if value.is_null() {
+            self.current_app_metadata.remove(&key);
+        } else {
+            self.current_app_metadata.insert(key.clone(), value.clone());
+        }
+        self.app_metadata
+            .get_or_insert_with(MetadataPatch::default)
+            .set_key(key, value);
     }
 
     pub fn password_hash(&mut self, hash: String) {
@@ -156,39 +220,43 @@ impl AccountChanges {
 
     /// Appends `provider` to `app_metadata.providers` (and sets `provider` if it has none).
     pub fn add_provider(&mut self, provider: &str) {
-        let meta = self
-            .app_metadata
-            .get_or_insert_with(|| self.current_app_metadata.clone());
-        let mut providers: Vec<Value> = meta
+        let mut providers: Vec<Value> = self
+            .current_app_metadata
             .get("providers")
             .and_then(|p| p.as_array().cloned())
             .unwrap_or_default();
         if !providers.iter().any(|p| p == provider) {
             providers.push(json!(provider));
         }
-        meta.entry("provider").or_insert_with(|| json!(provider));
-        meta.insert("providers".into(), Value::Array(providers));
+        if !self.current_app_metadata.contains_key("provider") {
+            self.set_app_key("provider".into(), json!(provider));
+        }
+        self.set_app_key("providers".into(), Value::Array(providers));
     }
 
     /// Writes the row (one `UPDATE`, `updated_at` included) and the identities. A unique index
     /// that refuses the new e-mail or phone (a concurrent request took it) is the same 422 as
-    /// the check before it. `user_not_found` if the user is gone.
-    pub fn write(mut self, conn: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<User> {
-        if let Some(meta) = self.app_metadata.take() {
-            self.row.raw_app_meta_data = Some(Value::Object(meta));
-        }
+    /// the check before it ([`user_write_error`]). `user_not_found` if the user is gone.
+    pub fn write(self, conn: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<User> {
         let phone_taken_msg = self.phone_taken_msg;
-        let user = user::update(conn, self.user_id, self.row, now)
-            .map_err(|e| {
-                if db::is_unique_violation(&e, "users_email_partial_key") {
-                    ApiError::unprocessable(ErrorCode::EmailExists, EMAIL_TAKEN)
-                } else if db::is_unique_violation(&e, "users_phone_key") {
-                    ApiError::unprocessable(ErrorCode::PhoneExists, phone_taken_msg)
-                } else {
-                    e.into()
-                }
-            })?
-            .ok_or_else(user_not_found)?;
+        let user = user::update_with_metadata(
+            conn,
+            self.user_id,
+            self.row,
+            self.user_metadata.as_ref(),
+            self.app_metadata.as_ref(),
+            now,
+        )
+        .map_err(|e| user_write_error(e, phone_taken_msg))?
+        .ok_or_else(user_not_found)?;
+        // The cap applies to what is stored: the merged objects. Over it, the caller's
+        // transaction rolls the update back.
+        if self.user_metadata.is_some() {
+            validate::metadata(&user.user_metadata())?;
+        }
+        if self.app_metadata.is_some() {
+            validate::metadata(&user.app_metadata())?;
+        }
         for (provider, data) in self.identities {
             identity::upsert_data(conn, user.id, provider, data, now)?;
         }
@@ -240,12 +308,9 @@ pub async fn update_user(
             "Phone logins are disabled",
         ));
     }
-    let user_metadata = params
-        .data
-        .map(|d| user::merge_metadata(current.user_metadata(), d));
-    let app_metadata = params
-        .app_metadata
-        .map(|d| user::merge_metadata(current.app_metadata(), d));
+    // The changes themselves are checked here; the merged objects when they are written.
+    let user_metadata = params.data;
+    let app_metadata = params.app_metadata;
     for m in user_metadata.iter().chain(app_metadata.iter()) {
         validate::metadata(m)?;
     }

@@ -11,7 +11,7 @@ use super::account::{self, user_not_found, AccountChanges};
 use super::validate;
 use crate::auth::password;
 use crate::db;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult};
 use crate::models::db_now;
 use crate::models::identity::{self, Identity, IdentityData, NewIdentity};
 use crate::models::session;
@@ -46,7 +46,7 @@ impl AdminUserParams {
             ("aud", &self.aud),
             ("password_hash", &self.password_hash),
         ] {
-            validate::no_nul(name, value.as_deref().unwrap_or(""))?;
+            validate::varchar(name, value.as_deref().unwrap_or(""), validate::MAX_VARCHAR)?;
         }
         for m in self.user_metadata.iter().chain(self.app_metadata.iter()) {
             validate::metadata(m)?;
@@ -141,18 +141,8 @@ pub async fn create(state: &Arc<AppState>, p: AdminUserParams) -> ApiResult<(Use
         app_meta.extend(p.app_metadata.unwrap_or_default());
         new.raw_app_meta_data = Value::Object(app_meta);
         new.raw_user_meta_data = Value::Object(p.user_metadata.unwrap_or_default());
-        let user = user::insert(conn, &new).map_err(|e| {
-            if db::is_unique_violation(&e, "users_pkey")
-                || db::is_unique_violation(&e, "users_id_key")
-            {
-                ApiError::unprocessable(
-                    ErrorCode::UserAlreadyExists,
-                    "A user with this ID already exists",
-                )
-            } else {
-                e.into()
-            }
-        })?;
+        let user =
+            user::insert(conn, &new).map_err(|e| account::user_write_error(e, PHONE_TAKEN))?;
         let verified = (
             new.email_confirmed_at.is_some(),
             new.phone_confirmed_at.is_some(),
@@ -205,10 +195,10 @@ pub async fn update(
             changes.role(role);
         }
         if let Some(meta) = p.user_metadata {
-            changes.user_metadata(user::merge_metadata(current.user_metadata(), meta));
+            changes.user_metadata(meta);
         }
         if let Some(meta) = p.app_metadata {
-            changes.app_metadata(user::merge_metadata(current.app_metadata(), meta));
+            changes.app_metadata(meta);
         }
         if let Some(hash) = hash {
             changes.password_hash(hash);
@@ -238,9 +228,11 @@ pub async fn update(
     .await
 }
 
-/// Hard delete (cascading, as GoTrue's `DELETE FROM users`) or soft delete.
+/// Hard delete (cascading, as GoTrue's `DELETE FROM users`) or soft delete. Like a logout, it
+/// must win over the user's own requests running at the same time: aborted by deadlock
+/// detection, it runs again.
 pub async fn delete(state: &Arc<AppState>, id: Uuid, soft: bool) -> ApiResult<()> {
-    db::transaction(&state.pool, move |conn| {
+    db::transaction_retrying(&state.pool, move |conn| {
         if soft {
             account::soft_delete(conn, id)
         } else if user::delete(conn, id)? {

@@ -70,8 +70,8 @@ pub fn sign_in(
     }
     if let Some(sibling) = same_person(conn, ext)? {
         insert_identity(conn, sibling.user_id, ext, now)?;
-        let user = user::find_by_id(conn, sibling.user_id)?
-            .ok_or_else(|| ApiError::internal("identity without user"))?;
+        let user =
+            user::find_by_id(conn, sibling.user_id)?.ok_or_else(super::account::user_not_found)?;
         return Ok(Linked {
             user,
             created: false,
@@ -87,7 +87,8 @@ pub fn sign_in(
     let id = Uuid::new_v4();
     let mut new = NewUser::new(id, &jwt.aud, &jwt.default_group_name, now);
     new.raw_app_meta_data = json!({"provider": ext.provider, "providers": [ext.provider]});
-    let user = user::insert(conn, &new)?;
+    let user = user::insert(conn, &new)
+        .map_err(|e| super::account::user_write_error(e, super::account::PHONE_TAKEN))?;
     insert_identity(conn, id, ext, now)?;
     Ok(Linked {
         user,

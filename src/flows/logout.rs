@@ -34,9 +34,11 @@ impl Scope {
     }
 }
 
+/// Ends the sessions `scope` names. A logout must win over refreshes of the same sessions
+/// running at the same time: were PostgreSQL to abort it to break a deadlock, it runs again.
 pub async fn logout(state: &Arc<AppState>, auth: AuthenticatedUser, scope: Scope) -> ApiResult<()> {
     let tx_state = state.clone();
-    db::transaction(&state.pool, move |conn| {
+    db::transaction_retrying(&state.pool, move |conn| {
         let user_id = auth.user.id;
         // Deleting a session cascades to its refresh tokens; without a session id, always global.
         match (scope, auth.session_id) {

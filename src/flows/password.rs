@@ -60,6 +60,10 @@ pub async fn sign_in(
         ));
     }
 
+    // The lookup's text goes to PostgreSQL, which cannot hold NUL characters.
+    for (name, value) in [("email", &email), ("phone", &phone)] {
+        validate::no_nul(name, value.as_deref().unwrap_or(""))?;
+    }
     let aud = state.config.jwt.aud.clone();
     let found = db::run(&state.pool, move |conn| {
         Ok(match (email, phone) {
@@ -133,7 +137,12 @@ pub async fn sign_in(
         let sign_in = SignIn::first_factor(AuthMethod::Password, "login");
         session::issue(conn, &tx_state, user, sign_in, &client)
     })
-    .await?;
+    .await
+    // Deleted while signing in: the same answer as for an unknown user.
+    .map_err(|e| match e.code {
+        ErrorCode::UserNotFound => ApiError::invalid_credentials(),
+        _ => e,
+    })?;
     let weak_password = password::check_strength(&password, state.config.password.min_length)
         .err()
         .filter(|e| !e.weak_password_reasons.is_empty())

@@ -106,7 +106,9 @@ pub fn issue(
             now,
             audit,
         },
-    )?;
+    )?
+    // Deleted (or soft-deleted) by a concurrent request since the caller found the user.
+    .ok_or_else(super::account::user_not_found)?;
     user.last_sign_in_at = Some(now);
     user.updated_at = Some(now);
     let identities = crate::models::identity::for_user(conn, user.id)?;
@@ -222,7 +224,11 @@ pub fn refresh(
         let revoked_at = current.updated_at.unwrap_or(now);
         let within = now <= revoked_at + Duration::seconds(security.refresh_token_reuse_interval);
         match refresh_token::active_for_session(conn, session_id)? {
-            Some(active) if within => active.token.unwrap_or_default(),
+            Some(active) if within => {
+                // The live token is now in two hands; see the reissued case below.
+                refresh_token::mark_reissued(conn, active.id, now)?;
+                active.token.unwrap_or_default()
+            }
             _ => {
                 if security.refresh_token_rotation_enabled {
                     session::delete(conn, session_id)?;
@@ -233,6 +239,12 @@ pub fn refresh(
                 return Ok(RefreshOutcome::Reused);
             }
         }
+    } else if reissued_within(&current, now, security.refresh_token_reuse_interval) {
+        // This live token was just handed to a client presenting its revoked parent (a request
+        // racing this one, or a retry). Rotating it now would leave that client with a token
+        // rotated away, later taken for a replay: inside the reuse interval it is answered
+        // with itself, so every success returns the session's live token.
+        current.token.clone().unwrap_or_default()
     } else {
         let next = new_refresh_token();
         let audit = audit_entry(state, &user, "token_refreshed");
@@ -255,6 +267,21 @@ pub fn refresh(
         refresh_token: issued,
         access,
     }))
+}
+
+/// True when the live token `current` was reissued (handed out again through the reuse
+/// interval) less than `interval` seconds ago.
+fn reissued_within(
+    current: &refresh_token::RefreshToken,
+    now: chrono::DateTime<chrono::Utc>,
+    interval: i64,
+) -> bool {
+    match (current.created_at, current.updated_at) {
+        (Some(created), Some(updated)) => {
+            updated > created && now <= updated + Duration::seconds(interval)
+        }
+        _ => false,
+    }
 }
 
 /// GoTrue's audit entry for `user` doing `action`, unless the audit log is off.

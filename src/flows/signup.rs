@@ -7,14 +7,15 @@ use diesel::PgConnection;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::account::{user_write_error, Taken, PHONE_TAKEN};
 use super::session::{self, AuthMethod, Session, SignIn};
 use super::{validate, ClientInfo};
 use crate::auth::password;
-use crate::db::{self, is_unique_violation};
+use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::db_now;
 use crate::models::identity::{self, Identity, IdentityData, NewIdentity};
-use crate::models::user::{self, NewUser, User, UserChanges};
+use crate::models::user::{self, MetadataPatch, NewUser, User, UserChanges};
 use crate::state::AppState;
 
 /// The body of `POST /signup`.
@@ -142,21 +143,29 @@ pub async fn signup(
             }
             // Signed up before but never confirmed: the new password and data replace the old.
             Some(existing) => {
-                let metadata = user::merge_metadata(existing.user_metadata(), data);
+                let patch = MetadataPatch::merge(data);
                 let (email_at, phone_at) = match contact {
                     Contact::Email(_) => (confirmed_now, None),
                     Contact::Phone(_) => (None, confirmed_now),
                 };
                 let changes = UserChanges {
                     encrypted_password: Some(hash),
-                    raw_user_meta_data: Some(Value::Object(metadata)),
                     confirmation_sent_at: Some(Some(now)),
                     email_confirmed_at: Some(existing.email_confirmed_at.or(email_at)),
                     phone_confirmed_at: Some(existing.phone_confirmed_at.or(phone_at)),
                     ..Default::default()
                 };
-                user::update(conn, existing.id, changes, now)?
-                    .ok_or_else(|| ApiError::internal("user vanished during signup"))?
+                let user = user::update_with_metadata(
+                    conn,
+                    existing.id,
+                    changes,
+                    Some(&patch),
+                    None,
+                    now,
+                )?
+                .ok_or_else(super::account::user_not_found)?;
+                validate::metadata(&user.user_metadata())?;
+                user
             }
             None => create_user(conn, state, &contact, &hash, data, confirmed_now, now)?,
         };
@@ -219,14 +228,12 @@ fn create_user(
     let provider = contact.provider();
     new.raw_app_meta_data = json!({"provider": provider, "providers": [provider]});
     new.raw_user_meta_data = Value::Object(identity_data.clone());
-    let user = user::insert(conn, &new).map_err(|e| {
-        if is_unique_violation(&e, "users_email_partial_key")
-            || is_unique_violation(&e, "users_phone_key")
-        {
+    // A concurrent sign-up of the same address: GoTrue's answer to an existing user.
+    let user = user::insert(conn, &new).map_err(|e| match Taken::of(&e) {
+        Some(Taken::Email | Taken::Phone) => {
             ApiError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered")
-        } else {
-            e.into()
         }
+        _ => user_write_error(e, PHONE_TAKEN),
     })?;
     identity::insert(
         conn,

@@ -15,7 +15,7 @@ use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::db_now;
 use crate::models::identity::Identity;
-use crate::models::user::{self, User, UserChanges};
+use crate::models::user::{self, MetadataPatch, User, UserChanges};
 use crate::models::wechat as store;
 use crate::providers::wechat::client::{CodeSession, QrCodeRequest};
 use crate::providers::wechat::{crypto, MINI_PROGRAM_PROVIDER, PROVIDERS};
@@ -182,28 +182,35 @@ fn legacy_profile(
             profile.insert(to.to_string(), value.clone());
         }
     }
+    // What WeChat vouches for is still text from outside: the limits of every other metadata.
+    validate::metadata(&profile)?;
     Ok(profile)
 }
 
-/// Adds profile keys the user has not set themselves.
+/// Adds profile keys the user has not set themselves (merged by the `UPDATE`, so a concurrent
+/// change of the user's metadata is kept).
 fn fill_profile(
     conn: &mut diesel::PgConnection,
     user: User,
     profile: Map<String, Value>,
 ) -> ApiResult<User> {
-    let mut metadata = user.user_metadata();
-    let before = metadata.len();
-    for (k, v) in profile {
-        metadata.entry(k).or_insert(v);
-    }
-    if metadata.len() == before {
+    let current = user.user_metadata();
+    if profile.keys().all(|k| current.contains_key(k)) {
         return Ok(user);
     }
-    let changes = UserChanges {
-        raw_user_meta_data: Some(Value::Object(metadata)),
-        ..Default::default()
-    };
-    user::update(conn, user.id, changes, db_now())?.ok_or_else(user_not_found)
+    let patch = MetadataPatch::fill(profile);
+    let user = user::update_with_metadata(
+        conn,
+        user.id,
+        UserChanges::default(),
+        Some(&patch),
+        None,
+        db_now(),
+    )?
+    .ok_or_else(user_not_found)?;
+    // The merged object is what gets stored, so it is what the size cap applies to.
+    validate::metadata(&user.user_metadata())?;
+    Ok(user)
 }
 
 /// Where the phone number comes from: a getPhoneNumber `code`, or the legacy encrypted payload.

@@ -158,17 +158,22 @@ pub fn find(
         .optional()
 }
 
-/// The identity of `provider`/`provider_id` with its user (one join).
+/// The identity of `provider`/`provider_id` with its user (one join), both rows locked for
+/// the sign-in that is about to write them. The user row is locked first (`users` leads the
+/// `FROM` list), the order of a user deletion (the user, then its identities by cascade):
+/// taken the other way round, a sign-in racing `DELETE /admin/users/{id}` deadlocked. If the
+/// deletion wins, the identity is gone when the lock is granted and `None` comes back.
 pub fn find_with_user(
     conn: &mut PgConnection,
     provider: &str,
     provider_id: &str,
 ) -> QueryResult<Option<(Identity, User)>> {
-    identities::table
-        .inner_join(users::table)
+    users::table
+        .inner_join(identities::table)
         .filter(identities::provider.eq(provider))
         .filter(identities::provider_id.eq(provider_id))
         .select((Identity::as_select(), User::as_select()))
+        .for_no_key_update()
         .first(conn)
         .optional()
 }

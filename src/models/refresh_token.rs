@@ -15,6 +15,7 @@ pub struct RefreshToken {
     pub token: Option<String>,
     pub user_id: Option<String>,
     pub revoked: Option<bool>,
+    pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub parent: Option<String>,
     pub session_id: Option<Uuid>,
@@ -33,12 +34,18 @@ pub fn find_for_update(conn: &mut PgConnection, token: &str) -> QueryResult<Opti
 /// Loads a token with its session's `not_after`, locking both rows (one round trip), so
 /// concurrent refreshes of one token or session are serialised. Tokens without a live session
 /// are not returned.
+///
+/// The session row is locked before the token row (PostgreSQL locks a join's rows in the order
+/// of its `FROM` list), the order in which a logout or a user deletion takes them (the session,
+/// then its tokens by cascade): taken the other way round, a refresh racing a logout deadlocked.
 pub fn find_with_session_for_update(
     conn: &mut PgConnection,
     token: &str,
 ) -> QueryResult<Option<(RefreshToken, Option<DateTime<Utc>>)>> {
-    refresh_tokens::table
-        .inner_join(sessions::table.on(sessions::id.nullable().eq(refresh_tokens::session_id)))
+    sessions::table
+        .inner_join(
+            refresh_tokens::table.on(refresh_tokens::session_id.eq(sessions::id.nullable())),
+        )
         .filter(refresh_tokens::token.eq(token))
         .select((RefreshToken::as_select(), sessions::not_after))
         .for_update()
@@ -58,6 +65,16 @@ pub fn active_for_session(
         .select(RefreshToken::as_select())
         .first(conn)
         .optional()
+}
+
+/// Records that the live token `id` was handed out again to the holder of a revoked ancestor
+/// (the reuse interval): its `updated_at` moves to `now`. A live token's `updated_at` is
+/// otherwise its `created_at`, so the two differ exactly when the token was reissued.
+pub fn mark_reissued(conn: &mut PgConnection, id: i64, now: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(refresh_tokens::table.find(id))
+        .set(refresh_tokens::updated_at.eq(now))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Revokes `old`, issues `new_token` as its child in the same session, marks the session

@@ -25,28 +25,31 @@ pub struct NewSession<'a> {
 
 /// Creates a session with its amr claim and first refresh token, bumps the user's
 /// `last_sign_in_at` and (optionally) writes the audit entry: one statement, one round trip,
-/// all or nothing. Returns the session id.
-pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Uuid> {
+/// all or nothing. Returns the session id, or `None` (and writes nothing) when the user is
+/// gone or soft-deleted by now: the session is inserted only for the row the `UPDATE` of
+/// `last_sign_in_at` found, and that `UPDATE` waits for a concurrent delete to finish.
+pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Option<Uuid>> {
     let session_id = Uuid::new_v4();
     let audit_cte = match new.audit {
         Some(_) => format!(", l AS ({})", audit_log::insert_sql("$8", "$3", "$5")),
         None => String::new(),
     };
     let sql = format!(
-        "WITH s AS (
+        "WITH u AS (
+           UPDATE auth.users SET last_sign_in_at = $3, updated_at = $3
+           WHERE id = $2 AND deleted_at IS NULL RETURNING id
+         ), s AS (
            INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip)
-           VALUES ($1, $2, $3, $3, $9::auth.aal_level, $4, $5::inet) RETURNING id
+           SELECT $1, u.id, $3, $3, $9::auth.aal_level, $4, $5::inet FROM u RETURNING id
          ), a AS (
            INSERT INTO auth.mfa_amr_claims (id, session_id, created_at, updated_at, authentication_method)
            SELECT gen_random_uuid(), id, $3, $3, $6 FROM s
-         ), u AS (
-           UPDATE auth.users SET last_sign_in_at = $3, updated_at = $3 WHERE id = $2
          ){audit_cte}
          INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, session_id)
          SELECT '00000000-0000-0000-0000-000000000000', $7, $2::text, false, $3, $3, id FROM s"
     );
     let audit_payload = new.audit.as_ref().map(|a| a.payload().to_string());
-    crate::db::prepared(sql)
+    let created = crate::db::prepared(sql)
         .bind::<SqlUuid, _>(session_id)
         .bind::<SqlUuid, _>(new.user_id)
         .bind::<Timestamptz, _>(new.now)
@@ -57,7 +60,7 @@ pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Uuid
         .bind::<Nullable<Text>, _>(audit_payload)
         .bind::<Text, _>(new.aal.to_string())
         .execute(conn)?;
-    Ok(session_id)
+    Ok((created == 1).then_some(session_id))
 }
 
 /// True when the session still exists.

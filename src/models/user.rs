@@ -1,7 +1,9 @@
 //! `auth.users` (GoTrue `internal/models/user.go`).
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Jsonb, Nullable, Text};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -324,12 +326,105 @@ pub struct UserChanges {
 pub fn update(
     conn: &mut PgConnection,
     id: Uuid,
+    changes: UserChanges,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<User>> {
+    update_with_metadata(conn, id, changes, None, None, now)
+}
+
+/// A change to a metadata object (`raw_user_meta_data`, `raw_app_meta_data`) that PostgreSQL
+/// applies to the value the row holds when the `UPDATE` runs, not to a copy read earlier: two
+/// requests changing different keys at once both keep their keys.
+#[derive(Default, Clone)]
+pub struct MetadataPatch {
+    set: Map<String, Value>,
+    remove: Vec<String>,
+    /// Keys already in the row win over `set` (filling in defaults).
+    keep_existing: bool,
+}
+
+impl MetadataPatch {
+    /// GoTrue's merge (`UpdateUserMetaData`): top-level keys are replaced, a JSON `null`
+    /// removes the key.
+    pub fn merge(changes: Map<String, Value>) -> MetadataPatch {
+        let mut patch = MetadataPatch::default();
+        for (key, value) in changes {
+            patch.set_key(key, value);
+        }
+        patch
+    }
+
+    /// Adds the keys the row does not have yet; existing keys are kept.
+    pub fn fill(defaults: Map<String, Value>) -> MetadataPatch {
+        MetadataPatch {
+            set: defaults,
+            remove: Vec::new(),
+            keep_existing: true,
+        }
+    }
+
+    /// Sets (or, with `null`, removes) one key.
+    pub fn set_key(&mut self, key: String, value: Value) {
+        if value.is_null() {
+            self.set.remove(&key);
+            self.remove.push(key);
+        } else {
+            self.remove.retain(|k| *k != key);
+            self.set.insert(key, value);
+        }
+    }
+
+    /// The SQL that computes the new value of `column` (a metadata column of `auth.users`).
+    fn expression(
+        &self,
+        column: &'static str,
+    ) -> Box<dyn BoxableExpression<users::table, Pg, SqlType = Nullable<Jsonb>>> {
+        use diesel::dsl::sql;
+        // A row may hold SQL NULL or a non-object (GoTrue's own writes never do): as `{}`.
+        let current = format!(
+            "(CASE WHEN jsonb_typeof({column}) = 'object' THEN {column} ELSE '{{}}'::jsonb END)"
+        );
+        let set = Value::Object(self.set.clone());
+        if self.keep_existing {
+            Box::new(
+                sql::<Nullable<Jsonb>>("(")
+                    .bind::<Jsonb, _>(set)
+                    .sql(&format!(" || {current})")),
+            )
+        } else {
+            Box::new(
+                sql::<Nullable<Jsonb>>(&format!("(({current} - "))
+                    .bind::<Array<Text>, _>(self.remove.clone())
+                    .sql(") || ")
+                    .bind::<Jsonb, _>(set)
+                    .sql(")"),
+            )
+        }
+    }
+}
+
+/// [`update`], also applying metadata patches atomically in the same statement.
+pub fn update_with_metadata(
+    conn: &mut PgConnection,
+    id: Uuid,
     mut changes: UserChanges,
+    user_metadata: Option<&MetadataPatch>,
+    app_metadata: Option<&MetadataPatch>,
     now: DateTime<Utc>,
 ) -> QueryResult<Option<User>> {
     changes.updated_at = Some(now);
+    if user_metadata.is_some() {
+        changes.raw_user_meta_data = None;
+    }
+    if app_metadata.is_some() {
+        changes.raw_app_meta_data = None;
+    }
+    let user_meta =
+        user_metadata.map(|p| users::raw_user_meta_data.eq(p.expression("raw_user_meta_data")));
+    let app_meta =
+        app_metadata.map(|p| users::raw_app_meta_data.eq(p.expression("raw_app_meta_data")));
     diesel::update(users::table.find(id))
-        .set(changes)
+        .set((changes, user_meta, app_meta))
         .returning(User::as_returning())
         .get_result(conn)
         .optional()
@@ -377,21 +472,6 @@ pub fn soft_delete(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Que
 /// Deletes the user (cascading to identities, sessions, refresh tokens, factors, ...).
 pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<bool> {
     Ok(diesel::delete(users::table.find(id)).execute(conn)? > 0)
-}
-
-/// Merges `changes` into a metadata object the way GoTrue does: a JSON `null` deletes the key.
-pub fn merge_metadata(
-    mut current: Map<String, Value>,
-    changes: Map<String, Value>,
-) -> Map<String, Value> {
-    for (key, value) in changes {
-        if value.is_null() {
-            current.remove(&key);
-        } else {
-            current.insert(key, value);
-        }
-    }
-    current
 }
 
 /// Page of users in one audience, newest first, with the total count.

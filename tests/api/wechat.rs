@@ -677,3 +677,35 @@ async fn legacy_encrypted_user_info_and_phone() {
     assert_eq!(expect_json(res, 200).await["phone"], "8613600001111");
     assert_no_session_key(&app, &[&first, &session]);
 }
+
+/// The legacy `wx.getUserInfo` profile gets the limits of every other metadata source: a NUL
+/// or an oversized nickname is refused (400, nothing written), and the account stays usable.
+#[tokio::test]
+async fn legacy_user_info_is_validated_like_any_metadata() {
+    let app = TestApp::builder().wechat().spawn();
+    let emu = app.emulator();
+    let first = wechat_session(&app, "mallory").await;
+    let token = first["access_token"].as_str().unwrap().to_string();
+    for nickname in ["a\u{0}b".to_string(), "n".repeat(200 * 1024)] {
+        let info = emu
+            .post(
+                "/emulator/user-info",
+                json!({"appid": APP_ID, "user": "mallory", "userInfo": {"nickName": nickname}}),
+            )
+            .await;
+        let code = emu.login_code(APP_ID, "mallory").await;
+        let before = app.db.snapshot();
+        let body = json!({"code": code, "encryptedData": info["encryptedData"], "iv": info["iv"], "rawData": info["rawData"], "signature": info["signature"]});
+        let res = app
+            .client
+            .post(app.url("/wechat_mini/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        expect_error(res, 400, "validation_failed").await;
+        assert_eq!(app.db.snapshot(), before);
+    }
+    let user = expect_json(app.get_auth("/user", &token).await, 200).await;
+    assert!(user["user_metadata"].get("nickname").is_none());
+}
