@@ -12,6 +12,7 @@ mod health_settings;
 mod logout;
 mod rate_limits;
 mod schema;
+mod signing_keys;
 mod signup;
 mod spec;
 mod supabase_js;
