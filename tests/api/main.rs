@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod anonymous;
 mod cli;
 mod errors;
 mod faults;
