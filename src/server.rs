@@ -22,12 +22,14 @@ pub fn start(
     state: AppState,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
+    let extra_headers = state.config.server.cors_allowed_headers.clone();
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(api_version_middleware))
             .wrap(Compress::default())
+            .wrap(cors(&extra_headers))
             .wrap(TracingLogger::<PathOnlySpan>::new())
             .configure(api::configure)
             .default_service(web::to(api::not_found))
@@ -38,6 +40,57 @@ pub fn start(
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// The request headers GoTrue allows cross-origin (`internal/api/api.go`), plus the ones
+/// supabase-js sends when it talks to weauth without Supabase's gateway (`apikey`).
+pub const CORS_ALLOWED_HEADERS: [&str; 9] = [
+    "accept",
+    "authorization",
+    "content-type",
+    "x-client-ip",
+    "x-client-info",
+    "x-jwt-aud",
+    "x-use-cookie",
+    "x-supabase-api-version",
+    "apikey",
+];
+
+/// The response headers scripts on other origins may read: GoTrue's (`X-Total-Count`, `Link`,
+/// `X-Supabase-Api-Version`) and the error code supabase-js reads (`x-sb-error-code`).
+pub const CORS_EXPOSED_HEADERS: [&str; 4] = [
+    "x-total-count",
+    "link",
+    "x-supabase-api-version",
+    "x-sb-error-code",
+];
+
+/// GoTrue's CORS policy (rs/cors): every origin, GET/POST/PUT/PATCH/DELETE, credentials
+/// allowed, the headers above plus `GOTRUE_CORS_ALLOWED_HEADERS`. The request's origin is
+/// echoed (rather than `*`), which browsers require once credentials are allowed. Preflights
+/// are answered by the middleware itself; a preflight asking for another header or method
+/// gets a 400 without CORS headers, so the browser blocks the request.
+fn cors(extra_headers: &[String]) -> actix_cors::Cors {
+    use actix_web::http::{header::HeaderName, Method};
+    let headers: Vec<HeaderName> = CORS_ALLOWED_HEADERS
+        .iter()
+        .map(|h| h.to_string())
+        .chain(extra_headers.iter().map(|h| h.to_ascii_lowercase()))
+        // Checked by the configuration already.
+        .filter_map(|h| HeaderName::try_from(h).ok())
+        .collect();
+    actix_cors::Cors::default()
+        .allow_any_origin()
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allowed_headers(headers)
+        .expose_headers(CORS_EXPOSED_HEADERS)
+        .supports_credentials()
 }
 
 /// One span and one log line per request, with the request id. Only the path is recorded:

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod anonymous;
 mod cli;
+mod cors;
 mod errors;
 mod faults;
 mod gotrue_database;
