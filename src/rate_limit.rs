@@ -133,6 +133,7 @@ impl RateLimits {
         }
         limiter.check_key(&client.to_string()).map_err(|_| {
             tracing::info!(?limit, "rate limit reached");
+            crate::metrics::METRICS.rate_limited(limit.env_var());
             ApiError::too_many_requests(
                 ErrorCode::OverRequestRateLimit,
                 "Request rate limit reached",

@@ -5,14 +5,18 @@ use std::net::TcpListener;
 use actix_web::body::MessageBody;
 use actix_web::dev::Server;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Compress};
+use actix_web::middleware::{from_fn, Compress, Condition, Next};
 use actix_web::HttpMessage;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder, TracingLogger};
 
+use std::time::Instant;
+
 use crate::api;
+use crate::config::MetricsAddress;
 use crate::error::api_version_middleware;
+use crate::metrics::METRICS;
 use crate::state::AppState;
 
 /// Starts serving `state` on an already-bound listener (port 0 in tests). The returned server
@@ -23,12 +27,18 @@ pub fn start(
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
     let extra_headers = state.config.server.cors_allowed_headers.clone();
+    let metrics = state.config.server.metrics.clone();
     let state = web::Data::new(state);
+    if let Some(address) = &metrics {
+        start_metrics(address, state.clone())?;
+    }
+    let measured = metrics.is_some();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(api_version_middleware))
             .wrap(Compress::default())
+            .wrap(Condition::new(measured, from_fn(measure)))
             .wrap(cors(&extra_headers))
             .wrap(TracingLogger::<PathOnlySpan>::new())
             .configure(api::configure)
@@ -40,6 +50,50 @@ pub fn start(
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on its own address, apart from the API, as
+/// GoTrue's exporter does. It stops with the process.
+fn start_metrics(address: &MetricsAddress, state: web::Data<AppState>) -> std::io::Result<()> {
+    let listener = TcpListener::bind((address.host.as_str(), address.port))?;
+    tracing::info!(address = %listener.local_addr()?, "metrics listening");
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route(
+            "/metrics",
+            web::get().to(|state: web::Data<AppState>| async move {
+                HttpResponse::Ok()
+                    .content_type("text/plain; version=0.0.4")
+                    .body(METRICS.render(state.pool.stats()))
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)?
+    .run();
+    actix_web::rt::spawn(server);
+    Ok(())
+}
+
+/// Counts and times every request by its route pattern (never the raw path, which carries
+/// user ids), method and status.
+async fn measure(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    METRICS.http_request(
+        &route,
+        method.as_str(),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
+    Ok(res)
 }
 
 /// The request headers GoTrue allows cross-origin (`internal/api/api.go`), plus the ones

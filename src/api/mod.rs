@@ -55,6 +55,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     use Method as M;
     vec![
         endpoint(M::GET, "/health", health::health),
+        endpoint(M::GET, "/health/ready", health::ready),
         endpoint(M::GET, "/settings", settings::settings),
         endpoint(M::GET, "/.well-known/jwks.json", well_known::jwks),
         endpoint(

@@ -26,7 +26,7 @@ pub use jwt::{
 };
 pub use rate_limits::RateLimitConfig;
 pub use security::SecurityConfig;
-pub use server::ServerConfig;
+pub use server::{MetricsAddress, ServerConfig};
 pub use vars::Vars;
 pub use wechat::{WechatApp, WechatConfig};
 

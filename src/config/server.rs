@@ -13,6 +13,15 @@ pub struct ServerConfig {
     /// Request headers browsers may send cross-origin besides the defaults
     /// (`GOTRUE_CORS_ALLOWED_HEADERS`, comma-separated).
     pub cors_allowed_headers: Vec<String>,
+    /// Prometheus metrics (`GOTRUE_METRICS_ENABLED`), served on their own address.
+    pub metrics: Option<MetricsAddress>,
+}
+
+/// Where `/metrics` is served (`OTEL_EXPORTER_PROMETHEUS_HOST`, `OTEL_EXPORTER_PROMETHEUS_PORT`).
+#[derive(Clone, Debug)]
+pub struct MetricsAddress {
+    pub host: String,
+    pub port: u16,
 }
 
 impl ServerConfig {
@@ -34,20 +43,36 @@ impl ServerConfig {
                 "GOTRUE_CORS_ALLOWED_HEADERS: {bad:?} is not a header name"
             )));
         }
+        // With the public development secret, only this machine may reach the server.
+        let host = v.str(&["GOTRUE_API_HOST"]).unwrap_or_else(|| {
+            if jwt.uses_dev_secret() {
+                "127.0.0.1"
+            } else {
+                "0.0.0.0"
+            }
+            .into()
+        });
+        let metrics = if v.bool(&["GOTRUE_METRICS_ENABLED"], false)? {
+            match v.str(&["GOTRUE_METRICS_EXPORTER"]).as_deref() {
+                None | Some("prometheus") => {}
+                Some(other) => return Err(ConfigError(format!(
+                    "GOTRUE_METRICS_EXPORTER {other:?} is not supported; weauth exports prometheus"
+                ))),
+            }
+            Some(MetricsAddress {
+                host: v.str_or(&["OTEL_EXPORTER_PROMETHEUS_HOST"], &host),
+                port: v.parse(&["OTEL_EXPORTER_PROMETHEUS_PORT"], 9100u16)?,
+            })
+        } else {
+            None
+        };
         Ok(ServerConfig {
-            // With the public development secret, only this machine may reach the server.
-            host: v.str(&["GOTRUE_API_HOST"]).unwrap_or_else(|| {
-                if jwt.uses_dev_secret() {
-                    "127.0.0.1"
-                } else {
-                    "0.0.0.0"
-                }
-                .into()
-            }),
+            host,
             port: v.parse(&["GOTRUE_API_PORT", "PORT"], 9999u16)?,
             api_external_url,
             site_url: v.required(&["GOTRUE_SITE_URL"], "http://localhost:3000"),
             cors_allowed_headers,
+            metrics,
         })
     }
 }

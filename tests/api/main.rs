@@ -12,6 +12,7 @@ mod faults;
 mod gotrue_database;
 mod health_settings;
 mod logout;
+mod operations;
 mod rate_limits;
 mod schema;
 mod signing_keys;
