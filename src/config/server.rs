@@ -55,9 +55,11 @@ impl ServerConfig {
         let metrics = if v.bool(&["GOTRUE_METRICS_ENABLED"], false)? {
             match v.str(&["GOTRUE_METRICS_EXPORTER"]).as_deref() {
                 None | Some("prometheus") => {}
-                Some(other) => return Err(ConfigError(format!(
+                Some(other) => {
+                    return Err(ConfigError(format!(
                     "GOTRUE_METRICS_EXPORTER {other:?} is not supported; weauth exports prometheus"
-                ))),
+                )))
+                }
             }
             Some(MetricsAddress {
                 host: v.str_or(&["OTEL_EXPORTER_PROMETHEUS_HOST"], &host),

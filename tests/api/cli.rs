@@ -130,11 +130,15 @@ async fn debug_logs_contain_no_secrets() {
     let port = free_port().to_string();
     let log_path = std::env::temp_dir().join(format!("weauth-log-{}.txt", uuid::Uuid::new_v4()));
     let log = std::fs::File::create(&log_path).unwrap();
+    // A signing key too: its private part must never reach the log.
+    let signing_key = weauth::config::generate_key(weauth::config::KeyAlgorithm::Es256).unwrap();
+    let jwt_keys = json!([signing_key]).to_string();
     let mut child = weauth(
         &["serve"],
         &[
             ("DATABASE_URL", &db.url),
             ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ("GOTRUE_JWT_KEYS", &jwt_keys),
             ("GOTRUE_API_PORT", &port),
             ("GOTRUE_LOG_LEVEL", "debug"),
             ("WEAUTH_WECHAT_TIMEOUT_MS", "600"),
@@ -156,7 +160,18 @@ async fn debug_logs_contain_no_secrets() {
         JWT_SECRET.into(),
         "first-Passw0rd".into(),
         "second-Passw0rd".into(),
+        signing_key["d"].as_str().unwrap().into(),
     ];
+    let jwks = expect_json(
+        client
+            .get(format!("{base}/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
 
     let post = |path: &str, body: serde_json::Value| {
         client.post(format!("{base}{path}")).json(&body).send()
