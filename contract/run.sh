@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Contract tests: the real JavaScript SDKs (supabase-wechat-stable-v2 2.0.8 and 2.2.0,
 # @supabase/supabase-js 2.x), unmodified, against `weauth serve` and `weauth-emulator`.
-# Needs Node.js >= 20.10 with npm, psql, PostgreSQL on 127.0.0.1:5432 (user postgres, or
+# Needs Node.js >= 20.10 with npm, psql, Chromium (Debian's `chromium`, at /usr/bin/chromium or
+# CHROMIUM_PATH, for the CORS browser test), PostgreSQL on 127.0.0.1:5432 (user postgres, or
 # WEAUTH_TEST_DATABASE_URL) and the release binaries of weauth and of the emulator
 # (cargo build --release --locked -p weauth -p weauth-emulator; or WEAUTH_BIN and
 # WEAUTH_EMULATOR_BIN).
@@ -32,6 +33,14 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
+chromium_bin="${CHROMIUM_PATH:-/usr/bin/chromium}"
+if [ ! -x "$chromium_bin" ]; then
+  echo "contract/run.sh: $chromium_bin not found; install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH" >&2
+  exit 1
+fi
+export CHROMIUM_PATH="$chromium_bin"
+
+# playwright-core (pinned in package.json) only drives that Chromium: it downloads no browser.
 npm ci --no-audit --no-fund --loglevel=error
 
 # supabase-js 2.119 needs a global WebSocket at createClient (its realtime client), which Node

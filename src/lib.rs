@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod flows;
+pub mod metrics;
 pub mod models;
 pub mod providers;
 pub mod rate_limit;

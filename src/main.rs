@@ -1,4 +1,4 @@
-//! The `weauth` command: `serve` (default), `migrate` and `rate-limits`.
+//! The `weauth` command: `serve` (default), `migrate`, `rate-limits` and `keys`.
 
 use std::io::IsTerminal;
 use std::net::TcpListener;
@@ -33,6 +33,29 @@ enum Command {
         /// Print only the variable names, one per line (for scripts).
         #[arg(long)]
         names: bool,
+    },
+    /// Signing keys: generate a key for GOTRUE_JWT_KEYS, or mint an API key (anon, service_role).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new private signing key as a GOTRUE_JWT_KEYS array (one key, key_ops sign+verify).
+    Generate {
+        /// ES256 (P-256, the default) or RS256 (RSA 2048).
+        #[arg(long, default_value = "ES256", value_parser = ["ES256", "RS256"])]
+        alg: String,
+    },
+    /// Print a long-lived JWT for `role` (no sub), signed with the configured signing key: the
+    /// anon and service_role API keys supabase-js and PostgREST are given.
+    Token {
+        /// The `role` claim: anon, service_role, ...
+        #[arg(long)]
+        role: String,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
     },
 }
 
@@ -154,6 +177,10 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     init_logging();
     let cli = Cli::parse();
+    // A new key needs no configuration (and is what a new configuration starts from).
+    if let Some(Command::Keys(KeysCommand::Generate { alg })) = &cli.command {
+        return generate_key(alg);
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -168,6 +195,8 @@ fn main() -> ExitCode {
             print_rate_limits(&config, names);
             Ok(())
         }
+        Command::Keys(KeysCommand::Token { role, days }) => mint_api_key(&config, &role, days),
+        Command::Keys(KeysCommand::Generate { .. }) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,6 +223,45 @@ fn print_rate_limits(config: &Config, names_only: bool) {
             );
         }
     }
+}
+
+fn generate_key(alg: &str) -> ExitCode {
+    use weauth::config::KeyAlgorithm;
+    let alg = if alg == "RS256" {
+        KeyAlgorithm::Rs256
+    } else {
+        KeyAlgorithm::Es256
+    };
+    match weauth::config::generate_key(alg) {
+        Ok(jwk) => {
+            println!("{}", serde_json::Value::Array(vec![jwk]));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("weauth: cannot generate a key: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Supabase's API keys are JWTs with a `role` and no `sub`: `anon` for the public key,
+/// `service_role` for the admin key.
+fn mint_api_key(
+    config: &Config,
+    role: &str,
+    days: i64,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let keys = weauth::auth::jwt::KeySet::from_config(&config.jwt)?;
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = serde_json::json!({"role": role, "iat": now, "exp": now + days * 86_400});
+    if let Some(iss) = &config.jwt.issuer {
+        claims["iss"] = serde_json::json!(iss);
+    }
+    let token = keys
+        .sign(&claims)
+        .map_err(|_| "cannot sign with the configured signing key")?;
+    println!("{token}");
+    Ok(())
 }
 
 /// Applies migrations, waiting up to about a minute for the database to come up (containers

@@ -1,5 +1,6 @@
 //! Per-client request limits, like GoTrue's (`internal/api/middleware.go`, tollbooth): each
-//! limit allows N requests per 5 minutes per client, in bursts of up to 30. The client is the
+//! limit allows N requests per window (5 minutes; an hour for anonymous sign-ins, as in GoTrue)
+//! per client, in bursts of up to 30. The client is the
 //! first value of the header named by `GOTRUE_RATE_LIMIT_HEADER` (set it behind a proxy), else
 //! the peer address. Built on the `governor` crate (GCRA, lock-free).
 //!
@@ -21,7 +22,7 @@ use strum::VariantArray;
 use crate::config::RateLimitConfig;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 
-/// GoTrue's window and burst.
+/// GoTrue's usual window, and its burst.
 const WINDOW: Duration = Duration::from_secs(300);
 const MAX_BURST: u32 = 30;
 
@@ -42,6 +43,8 @@ pub enum Limit {
     WechatPhone,
     /// WeChat QR codes, which spend the app's quota.
     WechatQrcode,
+    /// Anonymous sign-ins (`POST /signup` with neither e-mail nor phone), per hour.
+    AnonymousUsers,
 }
 
 impl Limit {
@@ -50,7 +53,8 @@ impl Limit {
         Self::VARIANTS
     }
 
-    /// The variable that sets this limit (requests per 5 minutes per client, 0 = unlimited).
+    /// The variable that sets this limit (requests per [`Limit::window`] per client, 0 =
+    /// unlimited).
     pub fn env_var(self) -> &'static str {
         match self {
             Limit::Token => "GOTRUE_RATE_LIMIT_TOKEN_REFRESH",
@@ -59,6 +63,16 @@ impl Limit {
             Limit::WechatLogin => "WEAUTH_RATE_LIMIT_WECHAT_LOGIN",
             Limit::WechatPhone => "WEAUTH_RATE_LIMIT_WECHAT_PHONE",
             Limit::WechatQrcode => "WEAUTH_RATE_LIMIT_WECHAT_QRCODE",
+            Limit::AnonymousUsers => "GOTRUE_RATE_LIMIT_ANONYMOUS_USERS",
+        }
+    }
+
+    /// The window the limit counts in: GoTrue counts anonymous sign-ins per hour and the other
+    /// limits per 5 minutes.
+    pub fn window(self) -> Duration {
+        match self {
+            Limit::AnonymousUsers => Duration::from_secs(3600),
+            _ => WINDOW,
         }
     }
 
@@ -66,7 +80,11 @@ impl Limit {
     pub fn default_per_window(self) -> u32 {
         match self {
             Limit::Token | Limit::WechatLogin => 150,
-            Limit::Password | Limit::Otp | Limit::WechatPhone | Limit::WechatQrcode => 30,
+            Limit::Password
+            | Limit::Otp
+            | Limit::WechatPhone
+            | Limit::WechatQrcode
+            | Limit::AnonymousUsers => 30,
         }
     }
 
@@ -79,6 +97,9 @@ impl Limit {
             Limit::WechatLogin => "WeChat login and account binding",
             Limit::WechatPhone => "WeChat phone-number binding (billed by WeChat)",
             Limit::WechatQrcode => "WeChat QR codes (spend the app's quota)",
+            Limit::AnonymousUsers => {
+                "anonymous sign-ins (POST /signup without e-mail or phone), per hour"
+            }
         }
     }
 }
@@ -144,7 +165,7 @@ impl SharedStore {
                 .await?
                 .clone();
             let burst = per_window.min(MAX_BURST);
-            let interval_ms = (WINDOW.as_millis() as u64 / u64::from(per_window)).max(1);
+            let interval_ms = (limit.window().as_millis() as u64 / u64::from(per_window)).max(1);
             self.script
                 .key(self.key(limit, client))
                 .arg(interval_ms)
@@ -176,10 +197,10 @@ impl SharedStore {
     }
 }
 
-fn limiter(per_window: u32) -> Option<DefaultKeyedRateLimiter<String>> {
+fn limiter(per_window: u32, window: Duration) -> Option<DefaultKeyedRateLimiter<String>> {
     let per_window = NonZeroU32::new(per_window)?;
     let burst = NonZeroU32::new(per_window.get().min(MAX_BURST))?;
-    let quota = Quota::with_period(WINDOW / per_window.get())?.allow_burst(burst);
+    let quota = Quota::with_period(window / per_window.get())?.allow_burst(burst);
     Some(RateLimiter::keyed(quota))
 }
 
@@ -200,7 +221,7 @@ impl RateLimits {
         Ok(RateLimits {
             limiters: Limit::VARIANTS
                 .iter()
-                .map(|l| limiter(cfg.per_window(*l)))
+                .map(|l| limiter(cfg.per_window(*l), l.window()))
                 .collect(),
             per_window: Limit::VARIANTS.iter().map(|l| cfg.per_window(*l)).collect(),
             checks: AtomicU64::new(0),
@@ -244,6 +265,7 @@ impl RateLimits {
 
 fn over_limit(limit: Limit) -> ApiError {
     tracing::info!(?limit, "rate limit reached");
+    crate::metrics::METRICS.rate_limited(limit.env_var());
     ApiError::too_many_requests(
         ErrorCode::OverRequestRateLimit,
         "Request rate limit reached",
@@ -288,6 +310,16 @@ mod tests {
         for _ in 0..100 {
             l.check(Limit::Otp, "1.2.3.4").await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn anonymous_sign_ins_count_per_hour() {
+        assert_eq!(Limit::AnonymousUsers.window(), Duration::from_secs(3600));
+        assert_eq!(Limit::Token.window(), WINDOW);
+        let l = limits(2);
+        l.check(Limit::AnonymousUsers, "k").await.unwrap();
+        l.check(Limit::AnonymousUsers, "k").await.unwrap();
+        assert!(l.check(Limit::AnonymousUsers, "k").await.is_err());
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ impl AppState {
         let dummy_hash =
             password::dummy_hash(&config.password.hash).map_err(|e| format!("{e:?}"))?;
         Ok(AppState {
-            tokens: AccessTokens::new(&config.jwt),
+            tokens: AccessTokens::new(&config.jwt)?,
             wechat: WechatService::new(&config.wechat, pool.clone())?,
             dummy_hash,
             limits: RateLimits::new(&config.rate_limits)?,

@@ -14,6 +14,7 @@ pub mod signup;
 pub mod token;
 pub mod user;
 pub mod wechat_mini;
+pub mod well_known;
 
 use std::collections::BTreeMap;
 
@@ -54,7 +55,14 @@ pub fn endpoints() -> Vec<Endpoint> {
     use Method as M;
     vec![
         endpoint(M::GET, "/health", health::health),
+        endpoint(M::GET, "/health/ready", health::ready),
         endpoint(M::GET, "/settings", settings::settings),
+        endpoint(M::GET, "/.well-known/jwks.json", well_known::jwks),
+        endpoint(
+            M::GET,
+            "/.well-known/openid-configuration",
+            well_known::openid_configuration,
+        ),
         endpoint(M::POST, "/signup", signup::signup),
         endpoint(M::POST, "/token", token::token),
         endpoint(M::GET, "/user", user::user_get),

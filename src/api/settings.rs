@@ -9,7 +9,7 @@ pub async fn settings(state: web::Data<AppState>) -> HttpResponse {
     let c = &state.config;
     HttpResponse::Ok().json(json!({
         "external": {
-            "anonymous_users": false, "apple": false, "azure": false, "bitbucket": false,
+            "anonymous_users": c.accounts.anonymous_users_enabled, "apple": false, "azure": false, "bitbucket": false,
             "discord": false, "facebook": false, "snapchat": false, "figma": false, "fly": false,
             "github": false, "gitlab": false, "google": false, "keycloak": false, "kakao": false,
             "linkedin": false, "linkedin_oidc": false, "notion": false, "spotify": false,

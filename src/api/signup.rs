@@ -12,21 +12,31 @@ use crate::models::db_now;
 use crate::rate_limit::Limit;
 use crate::state::AppState;
 
+/// Like GoTrue's router: a body with neither e-mail nor phone is an anonymous sign-in, with its
+/// own (hourly) rate limit; everything else is a sign-up.
 pub async fn signup(
     state: web::Data<AppState>,
     Client(client): Client,
     params: web::Json<SignupParams>,
 ) -> ApiResult<HttpResponse> {
+    let params = params.into_inner();
+    if params.is_anonymous() {
+        signup::ensure_anonymous_enabled(&state)?;
+        state.limit(Limit::AnonymousUsers, &client).await?;
+        let data = params.data.unwrap_or_default();
+        return Ok(token_response(
+            &signup::anonymous(&state, data, client).await?,
+            None,
+        ));
+    }
     state.limit(Limit::Otp, &client).await?;
-    Ok(
-        match signup::signup(&state, params.into_inner(), client).await? {
-            SignupOutcome::Session(session) => token_response(&session, None),
-            SignupOutcome::Unconfirmed(user, identities) => user_response(&user, &identities),
-            SignupOutcome::Obfuscated { contact, data } => {
-                obfuscated_user(&state.config.jwt.aud, &contact, data)
-            }
-        },
-    )
+    Ok(match signup::signup(&state, params, client).await? {
+        SignupOutcome::Session(session) => token_response(&session, None),
+        SignupOutcome::Unconfirmed(user, identities) => user_response(&user, &identities),
+        SignupOutcome::Obfuscated { contact, data } => {
+            obfuscated_user(&state.config.jwt.aud, &contact, data)
+        }
+    })
 }
 
 /// A made-up user in the shape of a real one, with no identities.

@@ -1,11 +1,11 @@
 //! `POST /token?grant_type=...` (GoTrue `internal/api/token.go`, `token_refresh.go`).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::extract::Client;
 use super::render::token_response;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
 use crate::flows::password::{self, Credentials};
 use crate::flows::session;
 use crate::rate_limit::Limit;
@@ -25,15 +25,26 @@ pub struct TokenParams {
     pub refresh_token: Option<String>,
 }
 
+/// As in GoTrue, the grant is checked first: an unsupported (or missing) grant is 400
+/// `invalid_credentials` "unsupported_grant_type" whatever the body, and spends no rate limit.
+/// The body is read only for the grants weauth serves, with the usual JSON rules.
 pub async fn token(
     state: web::Data<AppState>,
     Client(client): Client,
     query: web::Query<TokenQuery>,
-    params: web::Json<TokenParams>,
-) -> ApiResult<HttpResponse> {
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let grant = query.grant_type.as_deref();
+    if !matches!(grant, Some("password" | "refresh_token")) {
+        return Err(unsupported_grant().into());
+    }
     state.limit(Limit::Token, &client).await?;
-    let params = params.into_inner();
-    match query.grant_type.as_deref() {
+    // The JSON error handler (api::json_config) already turned failures into ApiErrors.
+    let params = web::Json::<TokenParams>::from_request(&req, &mut payload.into_inner())
+        .await?
+        .into_inner();
+    match grant {
         Some("password") => {
             state.limit(Limit::Password, &client).await?;
             let credentials = Credentials {
@@ -54,9 +65,12 @@ pub async fn token(
                 None,
             ))
         }
-        _ => Err(ApiError::bad_request(
-            ErrorCode::InvalidCredentials,
-            "unsupported_grant_type",
-        )),
+        _ => Err(unsupported_grant().into()),
     }
+}
+
+/// GoTrue's answer for a grant it does not know (`internal/api/token.go`). weauth gives the same
+/// answer for GoTrue's `pkce`, `id_token` and `web3` grants, which it does not implement.
+fn unsupported_grant() -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidCredentials, "unsupported_grant_type")
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, JwtKey, KeyAlgorithm, PublicKey};
 use crate::error::{ApiError, ErrorCode};
 use crate::models::user::User;
 
@@ -50,39 +50,96 @@ pub struct IncomingClaims {
 }
 
 /// One signing or verification key: its `kid` (put into the header of tokens it signs) and
-/// algorithm. Today the only kind is GoTrue's HS256 secret; asymmetric keys (RS256, ES256 from
-/// `GOTRUE_JWT_KEYS`) are further entries of the same set.
+/// algorithm: GoTrue's HS256 secret, or an entry of `GOTRUE_JWT_KEYS` (RS256, ES256, HS256).
 struct Key {
     kid: Option<String>,
     algorithm: Algorithm,
     /// `None` for keys that only verify (a retired key, or a public key).
     encoding: Option<EncodingKey>,
     decoding: DecodingKey,
+    /// What `/.well-known/jwks.json` publishes for it (asymmetric keys only).
+    public_jwk: Option<Value>,
 }
 
 /// The keys tokens are signed and verified with: one signs, every one verifies. A token names
 /// its key by `kid`; tokens without one (everything signed with `GOTRUE_JWT_SECRET`) are checked
-/// against the keys without a `kid` of the token's algorithm. Algorithms not in the set are
-/// refused before any signature is looked at, so `alg: none` can never pass.
+/// against the secret, and so are HS256 tokens whose `kid` is unknown (GoTrue's fallback in
+/// `internal/api/auth.go`: the signature must still match the secret). Algorithms not in the
+/// set are refused before any signature is looked at, so `alg: none` can never pass.
 pub struct KeySet {
     keys: Vec<Key>,
     /// Index into `keys` of the key that signs.
     signing: usize,
+    /// Index into `keys` of the legacy secret (`GOTRUE_JWT_SECRET`).
+    legacy: usize,
 }
 
 impl KeySet {
-    /// The set GoTrue builds from its configuration: today the HS256 `GOTRUE_JWT_SECRET`.
-    pub fn from_config(config: &JwtConfig) -> KeySet {
-        let secret = config.secret.expose().as_bytes();
-        KeySet {
-            keys: vec![Key {
-                kid: None,
-                algorithm: Algorithm::HS256,
-                encoding: Some(EncodingKey::from_secret(secret)),
-                decoding: DecodingKey::from_secret(secret),
-            }],
-            signing: 0,
+    /// The set GoTrue builds from its configuration: the keys of `GOTRUE_JWT_KEYS` (the one
+    /// with `sign` in `key_ops` signs), then the HS256 `GOTRUE_JWT_SECRET` (with
+    /// `GOTRUE_JWT_KEY_ID` as its `kid`), which signs when `GOTRUE_JWT_KEYS` is unset. Every key
+    /// that can sign is tried once here, so a key jsonwebtoken cannot use stops the start-up
+    /// instead of failing the first sign-in.
+    pub fn from_config(config: &JwtConfig) -> Result<KeySet, String> {
+        let mut keys = Vec::with_capacity(config.keys.len() + 1);
+        for key in &config.keys {
+            keys.push(Key::from_jwk(key)?);
         }
+        let secret = config.secret.expose().as_bytes();
+        keys.push(Key {
+            kid: config.key_id.clone(),
+            algorithm: Algorithm::HS256,
+            encoding: Some(EncodingKey::from_secret(secret)),
+            decoding: DecodingKey::from_secret(secret),
+            public_jwk: None,
+        });
+        let legacy = keys.len() - 1;
+        let signing = config.keys.iter().position(|k| k.signs).unwrap_or(legacy);
+        let set = KeySet {
+            keys,
+            signing,
+            legacy,
+        };
+        set.self_test()?;
+        Ok(set)
+    }
+
+    fn self_test(&self) -> Result<(), String> {
+        // A token like those weauth issues: a user and an expiry (user tokens must carry `exp`).
+        let probe = serde_json::json!({
+            "sub": "weauth-key-self-test",
+            "exp": chrono::Utc::now().timestamp() + 60,
+        });
+        for key in &self.keys {
+            let Some(encoding) = &key.encoding else {
+                continue;
+            };
+            let mut header = Header::new(key.algorithm);
+            header.kid = key.kid.clone();
+            let kid = key.kid.as_deref().unwrap_or("(GOTRUE_JWT_SECRET)");
+            let token = encode(&header, &probe, encoding)
+                .map_err(|_| format!("the JWT key {kid} cannot sign"))?;
+            self.verify::<Value>(&token)
+                .map_err(|_| format!("the JWT key {kid} cannot verify its own signature"))?;
+        }
+        Ok(())
+    }
+
+    /// `kid` and algorithm of the signing key.
+    pub fn signing_key(&self) -> (Option<&str>, Algorithm) {
+        let key = &self.keys[self.signing];
+        (key.kid.as_deref(), key.algorithm)
+    }
+
+    /// The JWK Set of the public keys, as `/.well-known/jwks.json` serves it. Symmetric keys
+    /// are never listed (GoTrue `internal/api/jwks.go`).
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .filter_map(|k| k.public_jwk.clone())
+            .collect();
+        serde_json::json!({ "keys": keys })
     }
 
     /// Signs `claims` with the signing key (its `kid` in the header when it has one).
@@ -108,17 +165,24 @@ impl KeySet {
         };
         check_time_claims(token, chrono::Utc::now().timestamp())?;
         let header = decode_header(token).map_err(|e| refused(describe(&e)))?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.algorithm == header.alg && k.kid == header.kid)
-            .ok_or_else(|| {
-                if self.keys.iter().any(|k| k.algorithm == header.alg) {
-                    refused("token signature is invalid: signature is invalid")
-                } else {
-                    refused("token is unverifiable: signing method is invalid")
-                }
-            })?;
+        if !self.keys.iter().any(|k| k.algorithm == header.alg) {
+            return Err(refused("token is unverifiable: signing method is invalid"));
+        }
+        let by_kid = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)));
+        let key =
+            match by_kid {
+                Some(key) => key,
+                None if header.alg == Algorithm::HS256 => &self.keys[self.legacy],
+                None => return Err(refused(
+                    "token is unverifiable: error while executing keyfunc: unrecognized JWT kid",
+                )),
+            };
+        if key.algorithm != header.alg {
+            return Err(refused("token is unverifiable: signing method is invalid"));
+        }
         let mut validation = Validation::new(key.algorithm);
         validation.leeway = 0;
         validation.validate_aud = false;
@@ -183,6 +247,46 @@ fn check_time_claims(token: &str, now: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
+impl Key {
+    fn from_jwk(key: &JwtKey) -> Result<Key, String> {
+        let bad = |what: &str| format!("GOTRUE_JWT_KEYS: key {}: {what}", key.kid);
+        let private = key.private.as_ref().map(|p| p.0.as_slice());
+        let (algorithm, encoding, decoding) = match (key.alg, &key.public) {
+            (KeyAlgorithm::Rs256, Some(PublicKey::Rsa { n, e })) => (
+                Algorithm::RS256,
+                private.map(EncodingKey::from_rsa_der),
+                DecodingKey::from_rsa_components(n, e).map_err(|_| bad("bad public key"))?,
+            ),
+            (KeyAlgorithm::Es256, Some(PublicKey::Ec { x, y })) => (
+                Algorithm::ES256,
+                private.map(EncodingKey::from_ec_der),
+                DecodingKey::from_ec_components(x, y).map_err(|_| bad("bad public key"))?,
+            ),
+            (KeyAlgorithm::Hs256, None) => {
+                let secret = private.ok_or_else(|| bad("an oct key needs k"))?;
+                (
+                    Algorithm::HS256,
+                    Some(EncodingKey::from_secret(secret)),
+                    DecodingKey::from_secret(secret),
+                )
+            }
+            _ => return Err(bad("key type and algorithm do not match")),
+        };
+        Ok(Key {
+            kid: Some(key.kid.clone()),
+            algorithm,
+            // A verification-only key never signs, even if it holds its private part.
+            encoding: if key.signs || key.alg == KeyAlgorithm::Hs256 {
+                encoding
+            } else {
+                None
+            },
+            decoding,
+            public_jwk: key.public_jwk(),
+        })
+    }
+}
+
 /// GoTrue-like wording for the reason a token was refused (never echoes the token).
 fn describe(e: &jsonwebtoken::errors::Error) -> &'static str {
     use jsonwebtoken::errors::ErrorKind;
@@ -212,11 +316,11 @@ pub struct AccessToken {
 }
 
 impl AccessTokens {
-    pub fn new(config: &JwtConfig) -> AccessTokens {
-        AccessTokens {
-            keys: KeySet::from_config(config),
+    pub fn new(config: &JwtConfig) -> Result<AccessTokens, String> {
+        Ok(AccessTokens {
+            keys: KeySet::from_config(config)?,
             config: config.clone(),
-        }
+        })
     }
 
     /// Signs an access token for `user` in `session_id` at assurance level `aal`.

@@ -10,6 +10,8 @@ pub struct AccountsConfig {
     pub phone_enabled: bool,
     pub mailer_autoconfirm: bool,
     pub sms_autoconfirm: bool,
+    /// `POST /signup` with neither e-mail nor phone creates an anonymous user.
+    pub anonymous_users_enabled: bool,
 }
 
 impl AccountsConfig {
@@ -20,6 +22,7 @@ impl AccountsConfig {
             phone_enabled: v.bool(&["GOTRUE_EXTERNAL_PHONE_ENABLED"], true)?,
             mailer_autoconfirm: v.bool(&["GOTRUE_MAILER_AUTOCONFIRM"], true)?,
             sms_autoconfirm: v.bool(&["GOTRUE_SMS_AUTOCONFIRM"], true)?,
+            anonymous_users_enabled: v.bool(&["GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED"], false)?,
         })
     }
 }

@@ -24,10 +24,12 @@ use std::fmt;
 pub use accounts::{AccountsConfig, PasswordConfig, PasswordHashConfig};
 pub use database::DatabaseConfig;
 pub use hooks::{HookConfig, HooksConfig};
-pub use jwt::{JwtConfig, DEV_JWT_SECRET};
+pub use jwt::{
+    generate_key, parse_keys, JwtConfig, JwtKey, KeyAlgorithm, PublicKey, DEV_JWT_SECRET,
+};
 pub use rate_limits::RateLimitConfig;
 pub use security::SecurityConfig;
-pub use server::ServerConfig;
+pub use server::{MetricsAddress, ServerConfig};
 pub use sms::{AliyunSmsConfig, SmsConfig, SmsProviderConfig, TencentSmsConfig};
 pub use vars::Vars;
 pub use wechat::{WechatApp, WechatConfig};

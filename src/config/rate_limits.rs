@@ -10,7 +10,8 @@ pub struct RateLimitConfig {
     /// Header holding the client address (`GOTRUE_RATE_LIMIT_HEADER`, e.g. `X-Forwarded-For`
     /// behind a proxy); the peer address when unset.
     pub header: Option<String>,
-    /// Requests per 5 minutes per client, in [`Limit::VARIANTS`] order; 0 is unlimited.
+    /// Requests per window ([`Limit::window`]) per client, in [`Limit::VARIANTS`] order; 0 is
+    /// unlimited.
     per_window: Vec<u32>,
     /// Redis holding the budgets every instance shares (`WEAUTH_RATE_LIMIT_REDIS_URL`,
     /// `redis://[user:password@]host[:port][/db]`); unset: each process counts on its own.
@@ -41,7 +42,7 @@ impl RateLimitConfig {
         })
     }
 
-    /// Requests per 5 minutes per client for `limit` (0: unlimited).
+    /// Requests per window per client for `limit` (0: unlimited).
     pub fn per_window(&self, limit: Limit) -> u32 {
         self.per_window[limit as usize]
     }

@@ -13,6 +13,18 @@ pub struct ServerConfig {
     /// How long an idle keep-alive connection stays open (`WEAUTH_KEEP_ALIVE_SECS`), also
     /// advertised in a `Keep-Alive: timeout=` header so clients stop reusing it in time.
     pub keep_alive_secs: u64,
+    /// Request headers browsers may send cross-origin besides the defaults
+    /// (`GOTRUE_CORS_ALLOWED_HEADERS`, comma-separated).
+    pub cors_allowed_headers: Vec<String>,
+    /// Prometheus metrics (`GOTRUE_METRICS_ENABLED`), served on their own address.
+    pub metrics: Option<MetricsAddress>,
+}
+
+/// Where `/metrics` is served (`OTEL_EXPORTER_PROMETHEUS_HOST`, `OTEL_EXPORTER_PROMETHEUS_PORT`).
+#[derive(Clone, Debug)]
+pub struct MetricsAddress {
+    pub host: String,
+    pub port: u16,
 }
 
 impl ServerConfig {
@@ -25,16 +37,42 @@ impl ServerConfig {
             url::Url::parse(&api_external_url)
                 .map_err(|e| ConfigError(format!("API_EXTERNAL_URL is not a valid URL: {e}")))?;
         }
-        Ok(ServerConfig {
-            // With the public development secret, only this machine may reach the server.
-            host: v.str(&["GOTRUE_API_HOST"]).unwrap_or_else(|| {
-                if jwt.uses_dev_secret() {
-                    "127.0.0.1"
-                } else {
-                    "0.0.0.0"
+        let cors_allowed_headers = v.list(&["GOTRUE_CORS_ALLOWED_HEADERS"], "");
+        if let Some(bad) = cors_allowed_headers
+            .iter()
+            .find(|h| actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err())
+        {
+            return Err(ConfigError(format!(
+                "GOTRUE_CORS_ALLOWED_HEADERS: {bad:?} is not a header name"
+            )));
+        }
+        // With the public development secret, only this machine may reach the server.
+        let host = v.str(&["GOTRUE_API_HOST"]).unwrap_or_else(|| {
+            if jwt.uses_dev_secret() {
+                "127.0.0.1"
+            } else {
+                "0.0.0.0"
+            }
+            .into()
+        });
+        let metrics = if v.bool(&["GOTRUE_METRICS_ENABLED"], false)? {
+            match v.str(&["GOTRUE_METRICS_EXPORTER"]).as_deref() {
+                None | Some("prometheus") => {}
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                    "GOTRUE_METRICS_EXPORTER {other:?} is not supported; weauth exports prometheus"
+                )))
                 }
-                .into()
-            }),
+            }
+            Some(MetricsAddress {
+                host: v.str_or(&["OTEL_EXPORTER_PROMETHEUS_HOST"], &host),
+                port: v.parse(&["OTEL_EXPORTER_PROMETHEUS_PORT"], 9100u16)?,
+            })
+        } else {
+            None
+        };
+        Ok(ServerConfig {
+            host,
             port: v.parse(&["GOTRUE_API_PORT", "PORT"], 9999u16)?,
             api_external_url,
             site_url: v.required(&["GOTRUE_SITE_URL"], "http://localhost:3000"),
@@ -46,6 +84,8 @@ impl ServerConfig {
                     ))
                 }
             },
+            cors_allowed_headers,
+            metrics,
         })
     }
 }

@@ -25,6 +25,9 @@ use crate::error::{ApiError, ApiResult};
 pub struct PgPool {
     connections: Pool<ConnectionManager<PgConnection>>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a permit right now (for the metrics).
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    max_size: u32,
     /// How long a request waits for a permit and then for a connection before it gets a 503.
     wait: Duration,
     /// How long a unit of work may take once it has its permit (see [`run`]).
@@ -60,6 +63,8 @@ pub fn build_pool(database_url: &str, max_size: u32, connect_timeout: Duration) 
     PgPool {
         connections,
         permits: Arc::new(tokio::sync::Semaphore::new(max_size as usize)),
+        waiting: Default::default(),
+        max_size,
         wait: connect_timeout,
         deadline: DEFAULT_DEADLINE,
     }
@@ -109,6 +114,43 @@ pub fn with_tcp_bounds(url: &str, connect_timeout: Duration) -> String {
         out.push_str(value);
     }
     out
+}
+
+/// What the pool is doing now (`/metrics`).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStats {
+    pub in_use: usize,
+    pub waiting: usize,
+    pub open: u32,
+    pub max: u32,
+}
+
+impl PgPool {
+    pub fn stats(&self) -> PoolStats {
+        use std::sync::atomic::Ordering;
+        PoolStats {
+            in_use: (self.max_size as usize).saturating_sub(self.permits.available_permits()),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            open: self.connections.state().connections,
+            max: self.max_size,
+        }
+    }
+}
+
+/// Counts a waiter for as long as it lives.
+struct Waiting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Waiting {
+    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Waiting {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(counter.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Applies pending migrations under an advisory lock; returns the versions applied.
@@ -165,8 +207,10 @@ where
     F: FnOnce(&mut PgConnection, &Expired) -> ApiResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    let permit = tokio::time::timeout(pool.wait, pool.permits.clone().acquire_owned())
-        .await
+    let waiting = Waiting::new(&pool.waiting);
+    let permit = tokio::time::timeout(pool.wait, pool.permits.clone().acquire_owned()).await;
+    drop(waiting);
+    let permit = permit
         .map_err(|_| ApiError::database_unavailable("timed out waiting for a connection"))?
         .map_err(ApiError::internal)?;
     let connections = pool.connections.clone();

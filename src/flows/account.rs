@@ -105,6 +105,10 @@ pub struct AccountChanges {
     identities: Vec<(&'static str, Map<String, Value>)>,
     /// Phone messages differ between GoTrue's user and admin routes.
     phone_taken_msg: &'static str,
+    /// The user as it is, for the anonymous-to-permanent rule in [`AccountChanges::write`].
+    anonymous: bool,
+    current_email: (bool, bool),
+    current_phone: (bool, bool),
 }
 
 impl AccountChanges {
@@ -117,6 +121,9 @@ impl AccountChanges {
             current_app_metadata: user.app_metadata(),
             identities: Vec::new(),
             phone_taken_msg: PHONE_TAKEN,
+            anonymous: user.is_anonymous,
+            current_email: (user.email.is_some(), user.email_confirmed_at.is_some()),
+            current_phone: (user.phone.is_some(), user.phone_confirmed_at.is_some()),
         }
     }
 
@@ -237,7 +244,10 @@ impl AccountChanges {
     /// Writes the row (one `UPDATE`, `updated_at` included) and the identities. A unique index
     /// that refuses the new e-mail or phone (a concurrent request took it) is the same 422 as
     /// the check before it ([`user_write_error`]). `user_not_found` if the user is gone.
-    pub fn write(self, conn: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<User> {
+    pub fn write(mut self, conn: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<User> {
+        if self.anonymous && self.gets_confirmed_contact() {
+            self.row.is_anonymous = Some(false);
+        }
         let phone_taken_msg = self.phone_taken_msg;
         let user = user::update_with_metadata(
             conn,
@@ -261,6 +271,30 @@ impl AccountChanges {
             identity::upsert_data(conn, user.id, provider, data, now)?;
         }
         Ok(user)
+    }
+}
+
+impl AccountChanges {
+    /// GoTrue makes an anonymous user permanent when an e-mail or phone is confirmed on it
+    /// (`emailChangeVerify`/`smsVerify`, the admin API's `email_confirm`/`phone_confirm`); an
+    /// address still waiting for confirmation leaves it anonymous. The id never changes.
+    fn gets_confirmed_contact(&self) -> bool {
+        let after = |set: &Option<Option<String>>,
+                     confirmed: &Option<Option<DateTime<Utc>>>,
+                     (had, was_confirmed): (bool, bool)| {
+            let has = set.as_ref().map_or(had, Option::is_some);
+            let is_confirmed = confirmed.as_ref().map_or(was_confirmed, Option::is_some);
+            has && is_confirmed
+        };
+        after(
+            &self.row.email,
+            &self.row.email_confirmed_at,
+            self.current_email,
+        ) || after(
+            &self.row.phone,
+            &self.row.phone_confirmed_at,
+            self.current_phone,
+        )
     }
 }
 
@@ -296,6 +330,16 @@ pub async fn update_user(
     }
     let email = validate::optional_email(params.email.as_deref())?;
     let phone = validate::optional_phone(params.phone.as_deref())?;
+    if current.is_anonymous
+        && params.password.as_deref().is_some_and(|p| !p.is_empty())
+        && email.is_none()
+        && phone.is_none()
+    {
+        return Err(ApiError::unprocessable(
+            ErrorCode::ValidationFailed,
+            "Updating password of an anonymous user without an email or phone is not allowed",
+        ));
+    }
     if email.is_some() && !config.accounts.email_enabled {
         return Err(ApiError::bad_request(
             ErrorCode::EmailProviderDisabled,

@@ -17,10 +17,12 @@
 //! | [`admin`] user management with the service role | `admin.go` |
 //! | [`logout`] ending sessions | `logout.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
+//! | [`health`] readiness (the database answers) | — |
 
 pub mod account;
 pub mod admin;
 pub mod authenticate;
+pub mod health;
 pub mod linking;
 pub mod logout;
 pub mod password;

@@ -26,6 +26,8 @@ pub enum AuthMethod {
     Password,
     /// WeChat (and, later, any external identity provider).
     OAuth,
+    /// An anonymous sign-in (`POST /signup` with neither e-mail nor phone).
+    Anonymous,
 }
 
 impl AuthMethod {
@@ -33,6 +35,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Password => "password",
             AuthMethod::OAuth => "oauth",
+            AuthMethod::Anonymous => "anonymous",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `POST /signup` (GoTrue `internal/api/signup.go`): e-mail or phone plus password.
+//! `POST /signup` (GoTrue `internal/api/signup.go`): e-mail or phone plus password, or, with
+//! neither, an anonymous sign-in (`internal/api/anonymous.go`).
 
 use std::sync::Arc;
 
@@ -25,6 +26,58 @@ pub struct SignupParams {
     pub phone: Option<String>,
     pub password: Option<String>,
     pub data: Option<Map<String, Value>>,
+}
+
+impl SignupParams {
+    /// Neither e-mail nor phone: GoTrue's router sends these to the anonymous sign-in.
+    pub fn is_anonymous(&self) -> bool {
+        self.email.as_deref().unwrap_or_default().is_empty()
+            && self.phone.as_deref().unwrap_or_default().is_empty()
+    }
+}
+
+/// 422 `anonymous_provider_disabled` unless `GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED`; GoTrue
+/// checks this before the anonymous rate limit.
+pub fn ensure_anonymous_enabled(state: &AppState) -> ApiResult<()> {
+    if !state.config.accounts.anonymous_users_enabled {
+        return Err(ApiError::unprocessable(
+            ErrorCode::AnonymousProviderDisabled,
+            "Anonymous sign-ins are disabled",
+        ));
+    }
+    Ok(())
+}
+
+/// An anonymous sign-in (GoTrue `SignupAnonymously`): a user with no e-mail, phone, password or
+/// identity, `is_anonymous` true, `user_metadata` = `data` and an empty `app_metadata`, signed
+/// in at once (amr `anonymous`). The id stays when the user later adds an e-mail or phone
+/// (`flows::account`).
+pub async fn anonymous(
+    state: &Arc<AppState>,
+    data: Map<String, Value>,
+    client: ClientInfo,
+) -> ApiResult<Session> {
+    ensure_anonymous_enabled(state)?;
+    if state.config.accounts.disable_signup {
+        return Err(ApiError::unprocessable(
+            ErrorCode::SignupDisabled,
+            "Signups not allowed for this instance",
+        ));
+    }
+    validate::metadata(&data)?;
+    let tx_state = state.clone();
+    db::transaction(&state.pool, move |conn| {
+        let state = &tx_state;
+        let jwt = &state.config.jwt;
+        let now = db_now();
+        let mut new = NewUser::new(Uuid::new_v4(), &jwt.aud, &jwt.default_group_name, now);
+        new.is_anonymous = true;
+        new.raw_user_meta_data = Value::Object(data);
+        let user = user::insert(conn, &new)?;
+        let sign_in = SignIn::first_factor(AuthMethod::Anonymous, "login");
+        session::issue(conn, state, user, sign_in, &client)
+    })
+    .await
 }
 
 /// How the account is reached: by e-mail or by phone, already normalised.

@@ -20,3 +20,9 @@ pub fn db_now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
+
+/// `SELECT 1`: the database answers on this connection (the readiness check).
+pub fn ping(conn: &mut diesel::PgConnection) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
+}

@@ -319,6 +319,7 @@ pub struct UserChanges {
     pub raw_user_meta_data: Option<Value>,
     pub banned_until: Option<Option<DateTime<Utc>>>,
     pub deleted_at: Option<Option<DateTime<Utc>>>,
+    pub is_anonymous: Option<bool>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 

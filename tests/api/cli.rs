@@ -130,11 +130,15 @@ async fn debug_logs_contain_no_secrets() {
     let port = free_port().to_string();
     let log_path = std::env::temp_dir().join(format!("weauth-log-{}.txt", uuid::Uuid::new_v4()));
     let log = std::fs::File::create(&log_path).unwrap();
+    // A signing key too: its private part must never reach the log.
+    let signing_key = weauth::config::generate_key(weauth::config::KeyAlgorithm::Es256).unwrap();
+    let jwt_keys = json!([signing_key]).to_string();
     let mut child = weauth(
         &["serve"],
         &[
             ("DATABASE_URL", &db.url),
             ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ("GOTRUE_JWT_KEYS", &jwt_keys),
             ("GOTRUE_API_PORT", &port),
             ("GOTRUE_LOG_LEVEL", "debug"),
             ("WEAUTH_WECHAT_TIMEOUT_MS", "600"),
@@ -156,7 +160,18 @@ async fn debug_logs_contain_no_secrets() {
         JWT_SECRET.into(),
         "first-Passw0rd".into(),
         "second-Passw0rd".into(),
+        signing_key["d"].as_str().unwrap().into(),
     ];
+    let jwks = expect_json(
+        client
+            .get(format!("{base}/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
 
     let post = |path: &str, body: serde_json::Value| {
         client.post(format!("{base}{path}")).json(&body).send()
@@ -490,4 +505,71 @@ async fn json_logs_are_one_clean_object_per_line() {
         }
     }
     assert!(requests >= 2, "the requests were logged:\n{text}");
+}
+
+#[test]
+fn keys_generate_prints_what_gotrue_jwt_keys_takes_and_token_signs_with_it() {
+    for alg in ["ES256", "RS256"] {
+        let out = weauth(&["keys", "generate", "--alg", alg], &[])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let keys = weauth::config::parse_keys(text.trim()).expect("GOTRUE_JWT_KEYS accepts it");
+        assert!(keys.len() == 1 && keys[0].signs && keys[0].alg.name() == alg);
+
+        // `keys token` signs an API key with it.
+        let out = weauth(
+            &["keys", "token", "--role", "anon"],
+            &[
+                ("GOTRUE_JWT_KEYS", text.trim()),
+                ("GOTRUE_JWT_SECRET", JWT_SECRET),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap();
+        let header = jsonwebtoken::decode_header(token.trim()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(keys[0].kid.as_str()));
+        let jwks: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(json!({"keys": [keys[0].public_jwk().unwrap()]})).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
+        let claims = jsonwebtoken::decode::<serde_json::Value>(
+            token.trim(),
+            &key,
+            &jsonwebtoken::Validation::new(header.alg),
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(claims["role"], "anon");
+    }
+    let out = weauth(&["keys", "generate", "--alg", "HS512"], &[])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_bad_gotrue_jwt_keys_stops_the_start_without_printing_the_key() {
+    let db = TestDb::empty();
+    let key = r#"[{"kty":"EC","crv":"P-256","kid":"k1","key_ops":["sign"],"x":"AAAA","y":"AAAA","d":"c2VjcmV0LXByaXZhdGUtcGFydA"}]"#;
+    let out = weauth(
+        &["serve"],
+        &[("DATABASE_URL", &db.url), ("GOTRUE_JWT_KEYS", key)],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GOTRUE_JWT_KEYS"), "{stderr}");
+    assert!(!stderr.contains("c2VjcmV0"), "{stderr}");
 }

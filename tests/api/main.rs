@@ -4,7 +4,9 @@
 mod support;
 
 mod admin;
+mod anonymous;
 mod cli;
+mod cors;
 mod errors;
 mod faults;
 mod gotrue_database;
@@ -12,9 +14,11 @@ mod health_settings;
 mod inputs;
 mod jwt_claims;
 mod logout;
+mod operations;
 mod races;
 mod rate_limits;
 mod schema;
+mod signing_keys;
 mod signup;
 mod spec;
 mod supabase_js;

@@ -298,3 +298,49 @@ async fn weak_but_correct_passwords_sign_in_with_a_warning() {
         .unwrap()
         .contains("12"));
 }
+
+#[tokio::test]
+async fn unsupported_grants_are_refused_like_gotrue_before_the_body_or_rate_limit() {
+    let app = TestApp::builder()
+        .env("GOTRUE_RATE_LIMIT_TOKEN_REFRESH", "1")
+        .spawn();
+    // GoTrue's switch in internal/api/token.go: unknown (and weauth's unimplemented pkce,
+    // id_token, web3) grants are 400 invalid_credentials, whatever the body, rate limit untouched.
+    for path in [
+        "/token?grant_type=magic",
+        "/token?grant_type=pkce",
+        "/token?grant_type=id_token",
+        "/auth/v1/token?grant_type=web3",
+        "/token",
+    ] {
+        for body in [None, Some("not json"), Some("{}")] {
+            let mut req = app.client.post(app.url(path));
+            if let Some(body) = body {
+                req = req.header("content-type", "application/json").body(body);
+            }
+            let err = expect_error(req.send().await.unwrap(), 400, "invalid_credentials").await;
+            assert_eq!(err["msg"], "unsupported_grant_type", "{path}");
+        }
+    }
+    // The one /token request the limit allows is still there.
+    expect_error(
+        app.post(
+            "/token?grant_type=password",
+            json!({"email": "nobody@example.com", "password": "secret123"}),
+        )
+        .await,
+        400,
+        "invalid_credentials",
+    )
+    .await;
+    expect_error(
+        app.post(
+            "/token?grant_type=refresh_token",
+            json!({"refresh_token": "x"}),
+        )
+        .await,
+        429,
+        "over_request_rate_limit",
+    )
+    .await;
+}

@@ -81,10 +81,10 @@ impl WechatService {
         app: &WechatApp,
         code: &str,
     ) -> Result<CodeSession, WechatFailure> {
-        self.client
-            .code2session(app, code)
-            .await
-            .map_err(|e| failure(e, Api::Login))
+        let started = std::time::Instant::now();
+        let result = self.client.code2session(app, code).await;
+        record("login", &result, started);
+        result.map_err(|e| failure(e, Api::Login))
     }
 
     /// Reads the phone number behind a getPhoneNumber `code`.
@@ -93,11 +93,14 @@ impl WechatService {
         app: &WechatApp,
         code: &str,
     ) -> Result<PhoneInfo, WechatFailure> {
-        self.with_access_token(app, |token| async move {
-            self.client.phone_number(&token, code).await
-        })
-        .await
-        .map_err(|e| failure(e, Api::Phone))
+        let started = std::time::Instant::now();
+        let result = self
+            .with_access_token(app, |token| async move {
+                self.client.phone_number(&token, code).await
+            })
+            .await;
+        record("phone", &result, started);
+        result.map_err(|e| failure(e, Api::Phone))
     }
 
     /// Generates an unlimited mini-program code (image bytes).
@@ -106,11 +109,14 @@ impl WechatService {
         app: &WechatApp,
         request: &QrCodeRequest,
     ) -> Result<Vec<u8>, WechatFailure> {
-        self.with_access_token(app, |token| async move {
-            self.client.unlimited_qrcode(&token, request).await
-        })
-        .await
-        .map_err(|e| failure(e, Api::QrCode))
+        let started = std::time::Instant::now();
+        let result = self
+            .with_access_token(app, |token| async move {
+                self.client.unlimited_qrcode(&token, request).await
+            })
+            .await;
+        record("qrcode", &result, started);
+        result.map_err(|e| failure(e, Api::QrCode))
     }
 
     /// Runs a business call with the app's access token; if WeChat says the token is bad, it is
@@ -242,4 +248,17 @@ fn db_unavailable(e: ApiError) -> WechatError {
 fn failure(error: WechatError, api: Api) -> WechatFailure {
     tracing::warn!(error = %error, ?api, "WeChat call failed");
     WechatFailure { api, error }
+}
+
+/// Counts a WeChat call in the metrics: `ok`, `errcode` (WeChat answered with an error code),
+/// `timeout`, `unreachable` or `garbage`. No user data: neither codes nor app ids.
+fn record<T>(api: &str, result: &Result<T, WechatError>, started: std::time::Instant) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(WechatError::Api { .. }) => "errcode",
+        Err(WechatError::Timeout) => "timeout",
+        Err(WechatError::Unreachable(_)) => "unreachable",
+        Err(WechatError::Garbage(_)) => "garbage",
+    };
+    crate::metrics::METRICS.wechat_call(api, outcome, started.elapsed());
 }
