@@ -183,14 +183,31 @@ impl KeySet {
         if key.algorithm != header.alg {
             return Err(refused("token is unverifiable: signing method is invalid"));
         }
-        let mut validation = Validation::new(key.algorithm);
+        decode::<T>(token, &key.decoding, validation(key.algorithm))
+            .map(|data| data.claims)
+            .map_err(|e| refused(describe(&e)))
+    }
+}
+
+/// GoTrue's checks for tokens of `algorithm`, built once per algorithm: `exp`/`nbf` when
+/// present, no leeway, no `aud` (the time claims' types are checked by [`check_time_claims`]).
+fn validation(algorithm: Algorithm) -> &'static Validation {
+    use std::sync::OnceLock;
+    fn build(algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
         validation.leeway = 0;
         validation.validate_aud = false;
         validation.validate_nbf = true;
         validation.required_spec_claims.clear();
-        decode::<T>(token, &key.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| refused(describe(&e)))
+        validation
+    }
+    static HS256: OnceLock<Validation> = OnceLock::new();
+    static RS256: OnceLock<Validation> = OnceLock::new();
+    static ES256: OnceLock<Validation> = OnceLock::new();
+    match algorithm {
+        Algorithm::RS256 => RS256.get_or_init(|| build(Algorithm::RS256)),
+        Algorithm::ES256 => ES256.get_or_init(|| build(Algorithm::ES256)),
+        _ => HS256.get_or_init(|| build(Algorithm::HS256)),
     }
 }
 
