@@ -75,10 +75,14 @@ impl SmsConfig {
                 None => None,
                 Some("aliyun") => Some(SmsProviderConfig::Aliyun(read_aliyun(v)?)),
                 Some("tencent") => Some(SmsProviderConfig::Tencent(read_tencent(v)?)),
-                Some(other) => {
-                    return Err(ConfigError(format!(
-                        "GOTRUE_SMS_PROVIDER {other:?} is not supported: use aliyun or tencent, or GoTrue's Send SMS hook (GOTRUE_HOOK_SEND_SMS_ENABLED/_URI) for any other vendor"
-                    )))
+                // A GoTrue configuration carried over (twilio, vonage, ...) must not stop the
+                // server: those vendors are not built in, so there is no SMS provider, and a
+                // warning says how to reach them.
+                Some(_) => {
+                    tracing::warn!(
+                        "GOTRUE_SMS_PROVIDER names a provider weauth does not have (it has aliyun and tencent); no SMS will be sent. Use GoTrue's Send SMS hook (GOTRUE_HOOK_SEND_SMS_ENABLED/_URI) for any other vendor"
+                    );
+                    None
                 }
             }
         };
