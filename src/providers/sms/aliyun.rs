@@ -13,7 +13,6 @@
 //! the length, matters: an 11-digit Hong Kong number such as `85268326366` must keep its prefix
 //! (logto-io/logto issue 5889 is that bug).
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -22,7 +21,7 @@ use serde_json::json;
 use super::{
     e164_digits, host_header, http_client, transport_error, SmsError, SmsMessage, SmsSent,
 };
-use crate::config::{AliyunSmsConfig, Secret};
+use crate::config::AliyunSmsConfig;
 use crate::providers::{hmac_sha256, scrub, sha256_hex};
 
 pub const NAME: &str = "aliyun";
@@ -182,28 +181,13 @@ fn classify(status: u16, code: &str, message: &str, otp: &str) -> SmsError {
 }
 
 /// The Aliyun SMS client.
-#[derive(Clone)]
+/// Holds its configuration as read (`Secret` fields print as `***`, so `Debug` is derived).
+#[derive(Clone, Debug)]
 pub struct AliyunSms {
     http: reqwest::Client,
+    /// The configured endpoint without a trailing `/`.
     endpoint: String,
-    access_key_id: String,
-    access_key_secret: Secret,
-    sign_name: String,
-    template_code: String,
-    template_param: String,
-}
-
-impl fmt::Debug for AliyunSms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AliyunSms")
-            .field("endpoint", &self.endpoint)
-            .field("access_key_id", &self.access_key_id)
-            .field("access_key_secret", &self.access_key_secret)
-            .field("sign_name", &self.sign_name)
-            .field("template_code", &self.template_code)
-            .field("template_param", &self.template_param)
-            .finish()
-    }
+    config: AliyunSmsConfig,
 }
 
 impl AliyunSms {
@@ -211,22 +195,18 @@ impl AliyunSms {
         Ok(AliyunSms {
             http: http_client(timeout)?,
             endpoint: config.endpoint.trim_end_matches('/').to_string(),
-            access_key_id: config.access_key_id.clone(),
-            access_key_secret: config.access_key_secret.clone(),
-            sign_name: config.sign_name.clone(),
-            template_code: config.template_code.clone(),
-            template_param: config.template_param.clone(),
+            config: config.clone(),
         })
     }
 
     /// Calls `SendSms` once for `msg`.
     pub async fn send(&self, msg: &SmsMessage<'_>) -> Result<SmsSent, SmsError> {
         let phone = phone_number(e164_digits(NAME, msg.phone)?);
-        let template_param = json!({ self.template_param.as_str(): msg.otp }).to_string();
+        let template_param = json!({ self.config.template_param.as_str(): msg.otp }).to_string();
         let query = [
             ("PhoneNumbers", phone),
-            ("SignName", self.sign_name.as_str()),
-            ("TemplateCode", self.template_code.as_str()),
+            ("SignName", self.config.sign_name.as_str()),
+            ("TemplateCode", self.config.template_code.as_str()),
             ("TemplateParam", template_param.as_str()),
         ];
         let url = url::Url::parse(&format!("{}/?{}", self.endpoint, canonical_query(&query)))
@@ -254,8 +234,8 @@ impl AliyunSms {
                 headers: &headers,
                 hashed_payload: &hashed_payload,
             },
-            &self.access_key_id,
-            self.access_key_secret.expose(),
+            &self.config.access_key_id,
+            self.config.access_key_secret.expose(),
         );
         let mut request = self
             .http

@@ -9,7 +9,6 @@
 //! Phone numbers: `PhoneNumberSet` takes E.164 with `+` (`+8613800138000`), for mainland and
 //! international numbers alike, so the stored digits are sent behind a `+`.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,7 +17,7 @@ use serde_json::json;
 use super::{
     e164_digits, host_header, http_client, transport_error, SmsError, SmsMessage, SmsSent,
 };
-use crate::config::{Secret, TencentSmsConfig};
+use crate::config::TencentSmsConfig;
 use crate::providers::{hmac_sha256, scrub, sha256_hex};
 
 pub const NAME: &str = "tencent";
@@ -174,30 +173,13 @@ fn classify(status: u16, code: &str, message: &str, otp: &str) -> SmsError {
 }
 
 /// The Tencent Cloud SMS client.
-#[derive(Clone)]
+/// Holds its configuration as read (`Secret` fields print as `***`, so `Debug` is derived).
+#[derive(Clone, Debug)]
 pub struct TencentSms {
     http: reqwest::Client,
+    /// The configured endpoint without a trailing `/`.
     endpoint: String,
-    secret_id: String,
-    secret_key: Secret,
-    sdk_app_id: String,
-    sign_name: String,
-    template_id: String,
-    region: String,
-}
-
-impl fmt::Debug for TencentSms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TencentSms")
-            .field("endpoint", &self.endpoint)
-            .field("secret_id", &self.secret_id)
-            .field("secret_key", &self.secret_key)
-            .field("sdk_app_id", &self.sdk_app_id)
-            .field("sign_name", &self.sign_name)
-            .field("template_id", &self.template_id)
-            .field("region", &self.region)
-            .finish()
-    }
+    config: TencentSmsConfig,
 }
 
 impl TencentSms {
@@ -205,12 +187,7 @@ impl TencentSms {
         Ok(TencentSms {
             http: http_client(timeout)?,
             endpoint: config.endpoint.trim_end_matches('/').to_string(),
-            secret_id: config.secret_id.clone(),
-            secret_key: config.secret_key.clone(),
-            sdk_app_id: config.sdk_app_id.clone(),
-            sign_name: config.sign_name.clone(),
-            template_id: config.template_id.clone(),
-            region: config.region.clone(),
+            config: config.clone(),
         })
     }
 
@@ -219,9 +196,9 @@ impl TencentSms {
         let phone = format!("+{}", e164_digits(NAME, msg.phone)?);
         let body = json!({
             "PhoneNumberSet": [phone],
-            "SmsSdkAppId": self.sdk_app_id,
-            "SignName": self.sign_name,
-            "TemplateId": self.template_id,
+            "SmsSdkAppId": self.config.sdk_app_id,
+            "SignName": self.config.sign_name,
+            "TemplateId": self.config.template_id,
             "TemplateParamSet": [msg.otp],
         })
         .to_string();
@@ -244,8 +221,8 @@ impl TencentSms {
             body.as_bytes(),
         );
         let auth = authorization(
-            &self.secret_id,
-            self.secret_key.expose(),
+            &self.config.secret_id,
+            self.config.secret_key.expose(),
             SERVICE,
             timestamp,
             &signed_headers,
@@ -259,7 +236,7 @@ impl TencentSms {
             .header("x-tc-action", ACTION)
             .header("x-tc-version", VERSION)
             .header("x-tc-timestamp", timestamp.to_string())
-            .header("x-tc-region", &self.region)
+            .header("x-tc-region", &self.config.region)
             .body(body)
             .send()
             .await
