@@ -17,6 +17,7 @@
 //! | [`admin`] user management with the service role | `admin.go` |
 //! | [`logout`] ending sessions | `logout.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
+//! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
 //! | [`health`] readiness (the database answers) | — |
 
 pub mod account;
@@ -26,6 +27,7 @@ pub mod health;
 pub mod linking;
 pub mod logout;
 pub mod password;
+pub mod redirect;
 pub mod session;
 pub mod signup;
 pub mod validate;
