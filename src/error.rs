@@ -52,6 +52,8 @@ pub enum ErrorCode {
     RequestTimeout,
     NotFound,
     MethodNotAllowed,
+    /// Too many mails: the per-user resend interval or the global cap.
+    OverEmailSendRateLimit,
     /// The WeChat code is invalid, expired or from another app (errcode 40029).
     WechatCodeInvalid,
     /// The WeChat code was already exchanged (errcode 40163).
@@ -106,6 +108,7 @@ impl ErrorCode {
             RequestTimeout => "request_timeout",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
+            OverEmailSendRateLimit => "over_email_send_rate_limit",
             WechatCodeInvalid => "wechat_code_invalid",
             WechatCodeUsed => "wechat_code_used",
             WechatUserBlocked => "wechat_user_blocked",
@@ -465,6 +468,26 @@ pub async fn api_version_middleware(
 /// `Cache-Control: no-store`, for every response that carries tokens or user data.
 pub fn no_store() -> (HeaderName, HeaderValue) {
     (CACHE_CONTROL, HeaderValue::from_static("no-store"))
+}
+
+impl ApiError {
+    /// A mail that could not be sent: GoTrue's 500 with `what` ("Error sending recovery
+    /// email"); the cause (never credentials or the message) goes to the log. An address the
+    /// mail cannot carry is the client's 400.
+    pub fn mail_not_sent(what: &'static str, e: crate::providers::mail::MailError) -> ApiError {
+        use crate::providers::mail::MailError;
+        match e {
+            MailError::InvalidAddress => {
+                ApiError::validation("Unable to validate email address: invalid format")
+            }
+            e => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::UnexpectedFailure,
+                what,
+            )
+            .with_source(e),
+        }
+    }
 }
 
 /// What a client sees when WeChat fails. Client mistakes are 4xx; WeChat being down or

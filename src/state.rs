@@ -7,6 +7,7 @@ use crate::auth::jwt::AccessTokens;
 use crate::auth::password;
 use crate::config::Config;
 use crate::db::{self, PgPool};
+use crate::flows::mail::Outbox;
 use crate::flows::ClientInfo;
 use crate::providers::wechat::WechatService;
 use crate::rate_limit::{Limit, RateLimits};
@@ -22,6 +23,8 @@ pub struct AppState {
     pub limits: RateLimits,
     /// Password hashing runs here, never on the executor or the general blocking pool.
     pub hashing: password::HashPool,
+    /// The SMTP sender, mail templates and the global mail cap.
+    pub mail: Outbox,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             hashing: password::HashPool::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,
+            mail: Outbox::new(&config)?,
             pool,
             config,
         })

@@ -112,3 +112,53 @@ impl<'a> Vars<'a> {
             .collect()
     }
 }
+
+impl Vars<'_> {
+    /// A Go duration (`"60s"`, `"1m30s"`, `"500ms"`, as GoTrue's `time.Duration` variables take),
+    /// or a bare number of seconds.
+    pub fn go_duration(
+        &self,
+        names: &[&str],
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration, ConfigError> {
+        match self.str(names) {
+            None => Ok(default),
+            Some(raw) => parse_go_duration(raw.trim()).ok_or_else(|| {
+                ConfigError(format!(
+                    "{} must be a duration such as 60s or 1m, got {raw:?}",
+                    names[0]
+                ))
+            }),
+        }
+    }
+}
+
+/// Go's `time.ParseDuration` for the units configuration uses (`h`, `m`, `s`, `ms`), plus a bare
+/// number of seconds.
+pub fn parse_go_duration(raw: &str) -> Option<std::time::Duration> {
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let (mut total_ms, mut number) = (0u64, String::new());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        let unit_ms = match c {
+            'h' => 3_600_000,
+            's' => 1000,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            'm' => 60_000,
+            _ => return None,
+        };
+        total_ms = total_ms.checked_add(n.checked_mul(unit_ms)?)?;
+    }
+    (number.is_empty() && !raw.is_empty()).then(|| std::time::Duration::from_millis(total_ms))
+}

@@ -17,6 +17,7 @@
 //! | [`admin`] user management with the service role | `admin.go` |
 //! | [`logout`] ending sessions | `logout.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
+//! | [`mail`] rendering and sending GoTrue's mails (templates, links, the global cap) | `mailer/templatemailer`, `mail.go` `sendEmail` |
 //! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
 //! | [`health`] readiness (the database answers) | — |
 
@@ -26,6 +27,7 @@ pub mod authenticate;
 pub mod health;
 pub mod linking;
 pub mod logout;
+pub mod mail;
 pub mod password;
 pub mod redirect;
 pub mod session;
