@@ -103,19 +103,8 @@ impl<'a> Vars<'a> {
         ))
     }
 
-    /// A comma-separated list, items trimmed, empty items dropped.
-    pub fn list(&self, names: &[&str], default: &str) -> Vec<String> {
-        self.str_or(names, default)
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    }
-}
-
-impl Vars<'_> {
-    /// A Go duration (`"60s"`, `"1m30s"`, `"500ms"`, as GoTrue's `time.Duration` variables take),
-    /// or a bare number of seconds.
+    /// A Go duration as GoTrue's envconfig reads one (`1m`, `90s`, `1h30m`, `500ms`); a bare
+    /// number is taken as seconds.
     pub fn go_duration(
         &self,
         names: &[&str],
@@ -131,34 +120,64 @@ impl Vars<'_> {
             }),
         }
     }
+
+    /// A comma-separated list, items trimmed, empty items dropped.
+    pub fn list(&self, names: &[&str], default: &str) -> Vec<String> {
+        self.str_or(names, default)
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
 }
 
-/// Go's `time.ParseDuration` for the units configuration uses (`h`, `m`, `s`, `ms`), plus a bare
+/// Go's `time.ParseDuration` for the units configuration uses (`ms`, `s`, `m`, `h`), or a bare
 /// number of seconds.
 pub fn parse_go_duration(raw: &str) -> Option<std::time::Duration> {
     if let Ok(secs) = raw.parse::<u64>() {
         return Some(std::time::Duration::from_secs(secs));
     }
-    let (mut total_ms, mut number) = (0u64, String::new());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: u64 = number.parse().ok()?;
-        number.clear();
-        let unit_ms = match c {
-            'h' => 3_600_000,
-            's' => 1000,
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                1
-            }
-            'm' => 60_000,
+    let mut total = 0f64;
+    let mut rest = raw;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
             _ => return None,
         };
-        total_ms = total_ms.checked_add(n.checked_mul(unit_ms)?)?;
+        total += value * seconds;
+        rest = &rest[unit_len..];
     }
-    (number.is_empty() && !raw.is_empty()).then(|| std::time::Duration::from_millis(total_ms))
+    std::time::Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_go_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_go_duration("5 minutes"), None);
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(parse_go_duration("m"), None);
+    }
 }

@@ -225,6 +225,20 @@ impl AccountChanges {
         self.row.phone_change_sent_at = Some(Some(now));
     }
 
+    /// Empties the user's pending code of `kind` (after it was used).
+    pub fn clear_token(&mut self, kind: crate::models::one_time_token::TokenType) {
+        use crate::models::one_time_token::TokenType;
+        let column = match kind {
+            TokenType::Confirmation => &mut self.row.confirmation_token,
+            TokenType::Recovery => &mut self.row.recovery_token,
+            TokenType::EmailChangeNew => &mut self.row.email_change_token_new,
+            TokenType::EmailChangeCurrent => &mut self.row.email_change_token_current,
+            TokenType::PhoneChange => &mut self.row.phone_change_token,
+            TokenType::Reauthentication => &mut self.row.reauthentication_token,
+        };
+        *column = Some(String::new());
+    }
+
     /// Appends `provider` to `app_metadata.providers` (and sets `provider` if it has none).
     pub fn add_provider(&mut self, provider: &str) {
         let mut providers: Vec<Value> = self
@@ -329,7 +343,10 @@ pub async fn update_user(
         ));
     }
     let email = validate::optional_email(params.email.as_deref())?;
-    let phone = validate::optional_phone(params.phone.as_deref())?;
+    let phone = validate::optional_phone(
+        params.phone.as_deref(),
+        config.accounts.phone_default_country_code.as_deref(),
+    )?;
     if current.is_anonymous
         && params.password.as_deref().is_some_and(|p| !p.is_empty())
         && email.is_none()

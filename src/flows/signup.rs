@@ -156,7 +156,10 @@ pub async fn signup(
                     "Phone signups are disabled",
                 ));
             }
-            Contact::Phone(validate::phone(&phone)?)
+            Contact::Phone(validate::phone(
+                &phone,
+                accounts.phone_default_country_code.as_deref(),
+            )?)
         }
         (None, None) => unreachable!("checked above"),
     };
@@ -243,8 +246,9 @@ fn is_confirmed(user: &User, contact: &Contact) -> bool {
 }
 
 /// Inserts the user and its e-mail or phone identity. A concurrent signup for the same address
-/// loses on the unique index and gets GoTrue's "already registered" answer.
-fn create_user(
+/// loses on the unique index and gets GoTrue's "already registered" answer. `hash` is `""` for
+/// a user created by a one-time code, who has no password.
+pub(super) fn create_user(
     conn: &mut PgConnection,
     state: &AppState,
     contact: &Contact,
