@@ -5,6 +5,7 @@
 //! the WeChat SDK call when they talk to weauth directly, without Supabase's gateway).
 
 pub mod admin;
+pub mod email;
 pub mod extract;
 pub mod health;
 pub mod logout;
@@ -68,6 +69,11 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/token", token::token),
         endpoint(M::POST, "/otp", otp::otp),
         endpoint(M::POST, "/verify", otp::verify_post),
+        endpoint(M::GET, "/verify", email::verify_get),
+        endpoint(M::POST, "/recover", email::recover),
+        endpoint(M::POST, "/magiclink", email::magiclink),
+        endpoint(M::POST, "/invite", email::invite),
+        endpoint(M::POST, "/admin/generate_link", email::generate_link),
         endpoint(M::POST, "/resend", otp::resend),
         endpoint(M::GET, "/reauthenticate", otp::reauthenticate),
         endpoint(M::GET, "/user", user::user_get),

@@ -4,9 +4,11 @@
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
+use super::email::Referrer;
 use super::extract::{AuthUser, Client};
 use super::render::token_response;
 use crate::error::{no_store, ApiError, ApiResult, ErrorCode};
+use crate::flows::email;
 use crate::flows::phone::{self, MessageId, OtpSent, PhoneOtp};
 use crate::flows::verify::{self, VerifyParams, Verified};
 use crate::rate_limit::Limit;
@@ -25,6 +27,7 @@ pub struct OtpParams {
 pub async fn otp(
     state: web::Data<AppState>,
     Client(client): Client,
+    Referrer(to): Referrer,
     params: web::Json<OtpParams>,
 ) -> ApiResult<HttpResponse> {
     let p = params.into_inner();
@@ -52,11 +55,17 @@ pub async fn otp(
                 OtpSent::Sent(id) => sent_response(id),
             })
         }
-        // The e-mail branch (magic link or code) belongs to the mail side (issue 12).
-        (Some(_), None) => Err(ApiError::bad_request(
-            ErrorCode::EmailProviderDisabled,
-            "Email one-time codes are not available on this server",
-        )),
+        (Some(email), None) => {
+            if p.channel.as_deref().is_some_and(|c| !c.is_empty()) {
+                return Err(ApiError::validation(
+                    "Channel should only be specified with Phone OTP",
+                ));
+            }
+            let create_user = p.create_user.unwrap_or(true);
+            let data = p.data.unwrap_or_default();
+            email::magic_link(&state, email, create_user, data, to).await?;
+            Ok(sent_response(None))
+        }
     }
 }
 
@@ -98,6 +107,7 @@ pub struct ResendParams {
 pub async fn resend(
     state: web::Data<AppState>,
     Client(client): Client,
+    Referrer(to): Referrer,
     params: web::Json<ResendParams>,
 ) -> ApiResult<HttpResponse> {
     let p = params.into_inner();
@@ -128,10 +138,10 @@ pub async fn resend(
         // A phone with an e-mail type (or the reverse) has nothing to resend.
         (None, Some(_)) => Ok(sent_response(None)),
         (Some(_), None) if kind == "sms" || kind == "phone_change" => Ok(sent_response(None)),
-        (Some(_), None) => Err(ApiError::bad_request(
-            ErrorCode::EmailProviderDisabled,
-            "Email one-time codes are not available on this server",
-        )),
+        (Some(email), None) => {
+            email::resend(&state, &email, kind == "email_change", to).await?;
+            Ok(sent_response(None))
+        }
     }
 }
 
@@ -149,11 +159,8 @@ pub async fn reauthenticate(
                 "Please verify your email first.",
             ));
         }
-        // Codes by e-mail belong to the mail side (issue 12).
-        return Err(ApiError::bad_request(
-            ErrorCode::EmailProviderDisabled,
-            "Email one-time codes are not available on this server",
-        ));
+        email::reauthenticate(&state, user).await?;
+        return Ok(sent_response(None));
     }
     if !has_phone {
         return Err(ApiError::validation(

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::email::Referrer;
 use super::extract::Client;
 use super::render::{token_response, user_response};
 use crate::error::{no_store, ApiResult};
@@ -17,9 +18,11 @@ use crate::state::AppState;
 pub async fn signup(
     state: web::Data<AppState>,
     Client(client): Client,
+    Referrer(redirect_to): Referrer,
     params: web::Json<SignupParams>,
 ) -> ApiResult<HttpResponse> {
-    let params = params.into_inner();
+    let mut params = params.into_inner();
+    params.redirect_to = redirect_to;
     if params.is_anonymous() {
         signup::ensure_anonymous_enabled(&state)?;
         state.limit(Limit::AnonymousUsers, &client).await?;

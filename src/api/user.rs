@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
+use super::email::Referrer;
 use super::extract::{AuthUser, Client};
 use super::render::user_response;
 use crate::error::ApiResult;
@@ -17,9 +18,12 @@ pub async fn user_update(
     state: web::Data<AppState>,
     AuthUser(auth): AuthUser,
     Client(client): Client,
+    Referrer(redirect_to): Referrer,
     params: web::Json<UserUpdate>,
 ) -> ApiResult<HttpResponse> {
     state.limit(Limit::Otp, &client).await?;
-    let (user, identities) = account::update_user(&state, auth, params.into_inner()).await?;
+    let mut params = params.into_inner();
+    params.redirect_to = redirect_to;
+    let (user, identities) = account::update_user(&state, auth, params).await?;
     Ok(user_response(&user, &identities))
 }

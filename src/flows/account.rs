@@ -324,6 +324,9 @@ pub struct UserUpdate {
     pub phone: Option<String>,
     pub data: Option<Map<String, Value>>,
     pub app_metadata: Option<Map<String, Value>>,
+    /// Where the e-mail change mails' links lead (the validated `redirect_to`; set by the API).
+    #[serde(skip)]
+    pub redirect_to: String,
 }
 
 /// `PUT /user`: the signed-in user changes their own account.
@@ -381,12 +384,15 @@ pub async fn update_user(
     };
 
     let keep_session = auth.session_id;
+    let redirect_to = params.redirect_to;
+    let rt = tokio::runtime::Handle::current();
     let tx_state = state.clone();
-    db::transaction(&state.pool, move |conn| {
+    db::transaction_calling_out(&state.pool, super::email::mail_time(state), move |conn| {
         let accounts = &tx_state.config.accounts;
         let now = db_now();
         let id = current.id;
         let mut changes = AccountChanges::new(&current);
+        let mut pending_email = None;
         if let Some(meta) = user_metadata {
             changes.user_metadata(meta);
         }
@@ -404,8 +410,7 @@ pub async fn update_user(
             if accounts.mailer_autoconfirm {
                 changes.confirmed_email(&email, now);
             } else {
-                // weauth sends no mail: the change stays pending, as GoTrue shows it.
-                changes.pending_email(&email, now);
+                pending_email = Some(email);
             }
         }
         if let Some(phone) = phone.filter(|p| Some(p) != current.phone.as_ref()) {
@@ -417,6 +422,10 @@ pub async fn update_user(
             }
         }
         changes.write(conn, now)?;
+        if let Some(email) = pending_email {
+            // The change waits for the mails' confirmations (both addresses with secure change).
+            super::email::send_email_change(conn, &tx_state, &rt, &current, &email, &redirect_to)?;
+        }
         user::find_with_identities(conn, id)?.ok_or_else(user_not_found)
     })
     .await

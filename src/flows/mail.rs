@@ -114,7 +114,7 @@ pub fn action_link(
 }
 
 /// Go's `url.QueryEscape`.
-fn query_escape(s: &str) -> String {
+pub fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

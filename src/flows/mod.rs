@@ -17,6 +17,7 @@
 //! | [`admin`] user management with the service role | `admin.go` |
 //! | [`logout`] ending sessions | `logout.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
+//! | [`email`] codes and links by e-mail: `/recover`, `/magiclink`, `/otp`, `/invite`, `/resend`, `/reauthenticate`, `generate_link` | `mail.go`, `recover.go`, `magic_link.go`, `invite.go` |
 //! | [`mail`] rendering and sending GoTrue's mails (templates, links, the global cap) | `mailer/templatemailer`, `mail.go` `sendEmail` |
 //! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
 //! | [`otp`] the one-time codes of SMS and e-mail: generate, store, check | `crypto.GenerateOtp`, `verify.go` `isOtpValid` |
@@ -27,6 +28,7 @@
 pub mod account;
 pub mod admin;
 pub mod authenticate;
+pub mod email;
 pub mod health;
 pub mod linking;
 pub mod logout;

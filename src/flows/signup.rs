@@ -26,6 +26,9 @@ pub struct SignupParams {
     pub phone: Option<String>,
     pub password: Option<String>,
     pub data: Option<Map<String, Value>>,
+    /// Where the confirmation mail's link leads (the validated `redirect_to`; set by the API).
+    #[serde(skip)]
+    pub redirect_to: String,
 }
 
 impl SignupParams {
@@ -176,8 +179,10 @@ pub async fn signup(
         .run(move || password::hash(&password, &hash_cfg))
         .await??;
 
+    let redirect_to = params.redirect_to;
+    let rt = tokio::runtime::Handle::current();
     let tx_state = state.clone();
-    db::transaction(&state.pool, move |conn| {
+    db::transaction_calling_out(&state.pool, super::email::mail_time(state), move |conn| {
         let state = &tx_state;
         let accounts = &state.config.accounts;
         let now = db_now();
@@ -186,6 +191,8 @@ pub async fn signup(
             Contact::Phone(phone) => user::find_by_phone(conn, phone)?,
         };
         let confirmed_now = autoconfirm.then_some(now);
+        // The resend interval counts from the previous confirmation mail, not this request.
+        let previous_sent = existing.as_ref().and_then(|u| u.confirmation_sent_at);
         let user = match existing {
             Some(existing) if is_confirmed(&existing, &contact) => {
                 return if accounts.mailer_autoconfirm || accounts.sms_autoconfirm {
@@ -231,6 +238,12 @@ pub async fn signup(
                 conn, state, user, sign_in, &client,
             )?))
         } else {
+            if let Contact::Email(_) = contact {
+                let mut to_mail = user.clone();
+                to_mail.confirmation_sent_at = previous_sent;
+                let action = super::mail::EmailAction::Signup;
+                super::email::send_code(conn, state, &rt, &to_mail, action, &redirect_to)?;
+            }
             let identities = identity::for_user(conn, user.id)?;
             Ok(SignupOutcome::Unconfirmed(user, identities))
         }

@@ -275,7 +275,7 @@ fn rules(state: &AppState, kind: VerifyType) -> otp::Rules {
 /// settings carry their own.
 fn email_rules(state: &AppState) -> otp::Rules {
     otp::Rules {
-        exp: std::time::Duration::from_secs(86_400),
+        exp: state.config.mail.otp_exp,
         max_attempts: state.config.sms.otp_max_attempts,
     }
 }

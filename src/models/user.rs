@@ -360,6 +360,8 @@ pub struct UserChanges {
     pub email_change_token_current: Option<String>,
     pub phone_change_token: Option<String>,
     pub reauthentication_token: Option<String>,
+    /// When an invitation was sent (`POST /invite`, `generate_link` type `invite`).
+    pub invited_at: Option<Option<DateTime<Utc>>>,
 }
 
 /// Applies `changes` (and `updated_at = now`) in one statement; `None` when the user is gone.

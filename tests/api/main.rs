@@ -7,6 +7,7 @@ mod admin;
 mod anonymous;
 mod cli;
 mod cors;
+mod email;
 mod errors;
 mod faults;
 mod gotrue_database;

@@ -635,3 +635,156 @@ impl DbProxy {
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// The tests' SMTP server (`scripts/smtp-sink.sh`: aiosmtpd from PyPI with a JSON API), one
+/// process for the whole test run, started by the first test that needs it. Tests use their
+/// own addresses, so they never see each other's mail.
+pub struct SmtpSink {
+    pub smtp_port: u16,
+    pub api: String,
+    _child: std::sync::Mutex<std::process::Child>,
+}
+
+static SMTP_SINK: std::sync::OnceLock<SmtpSink> = std::sync::OnceLock::new();
+
+pub fn smtp_sink() -> &'static SmtpSink {
+    SMTP_SINK.get_or_init(|| {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smtp-sink.sh");
+        // Stdin stays open as long as this process lives; the sink exits when it closes.
+        let mut child = std::process::Command::new("bash")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start scripts/smtp-sink.sh (python3 with venv)");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the SMTP sink prints its ports");
+        let port = |key: &str| -> u16 {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("SMTP sink said {line:?}"))
+        };
+        SmtpSink {
+            smtp_port: port("smtp="),
+            api: format!("http://127.0.0.1:{}", port("http=")),
+            _child: std::sync::Mutex::new(child),
+        }
+    })
+}
+
+/// The test template (`tests/api/fixtures/mail-template.html`): the code and the link.
+pub const MAIL_TEMPLATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/api/fixtures/mail-template.html"
+);
+
+impl Builder {
+    /// Sends mail to the shared SMTP sink with autoconfirm off, every template set to
+    /// [`MAIL_TEMPLATE`] (so mails carry the code) and a 1 ms resend interval.
+    pub fn smtp(self) -> Self {
+        let sink = smtp_sink();
+        let mut b = self
+            .env("GOTRUE_SMTP_HOST", "127.0.0.1")
+            .env("GOTRUE_SMTP_PORT", &sink.smtp_port.to_string())
+            .env("GOTRUE_SMTP_ADMIN_EMAIL", "noreply@weauth.test")
+            .env("GOTRUE_SMTP_SENDER_NAME", "weauth tests")
+            .env("GOTRUE_SMTP_MAX_FREQUENCY", "1ms")
+            .env("GOTRUE_MAILER_AUTOCONFIRM", "false")
+            .env("GOTRUE_SITE_URL", "http://localhost:3000")
+            .env("API_EXTERNAL_URL", "http://localhost:9999");
+        for t in [
+            "INVITE",
+            "CONFIRMATION",
+            "RECOVERY",
+            "MAGIC_LINK",
+            "EMAIL_CHANGE",
+            "REAUTHENTICATION",
+        ] {
+            b = b.env(&format!("GOTRUE_MAILER_TEMPLATES_{t}"), MAIL_TEMPLATE);
+        }
+        b
+    }
+}
+
+/// One mail the sink received.
+pub struct ReceivedMail {
+    pub to: Vec<String>,
+    pub from: String,
+    pub subject: String,
+    pub html: String,
+    pub headers: Value,
+}
+
+impl ReceivedMail {
+    /// The first `href` of the body, HTML-unescaped.
+    pub fn link(&self) -> String {
+        let start = self.html.find("href=\"").expect("a link in the mail") + 6;
+        let end = start + self.html[start..].find('"').unwrap();
+        self.html[start..end]
+            .replace("&amp;", "&")
+            .replace("&#43;", "+")
+            .replace("&#34;", "\"")
+            .replace("&#39;", "'")
+    }
+
+    /// The code in the test template (`<b class="code">…</b>`).
+    pub fn code(&self) -> String {
+        let start = self
+            .html
+            .find("class=\"code\">")
+            .expect("a code in the mail")
+            + 13;
+        let end = start + self.html[start..].find('<').unwrap();
+        self.html[start..end].to_string()
+    }
+
+    /// A query parameter of [`ReceivedMail::link`].
+    pub fn link_param(&self, name: &str) -> String {
+        let link = url::Url::parse(&self.link()).unwrap();
+        link.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Every mail the sink received for `address`, oldest first.
+pub async fn mails_to(address: &str) -> Vec<ReceivedMail> {
+    let sink = smtp_sink();
+    let list: Vec<Value> = reqwest::Client::new()
+        .get(format!("{}/messages", sink.api))
+        .query(&[("to", address)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list.into_iter()
+        .map(|m| ReceivedMail {
+            to: serde_json::from_value(m["to"].clone()).unwrap_or_default(),
+            from: m["from"].as_str().unwrap_or_default().to_string(),
+            subject: m["subject"].as_str().unwrap_or_default().to_string(),
+            html: m["html"].as_str().unwrap_or_default().to_string(),
+            headers: m["headers"].clone(),
+        })
+        .collect()
+}
+
+/// The one latest mail to `address` (panics when there is none).
+pub async fn last_mail_to(address: &str) -> ReceivedMail {
+    mails_to(address)
+        .await
+        .pop()
+        .unwrap_or_else(|| panic!("no mail to {address}"))
+}
+
+/// A fresh address for one test.
+pub fn fresh_email(label: &str) -> String {
+    format!("{label}-{}@weauth.test", uuid::Uuid::new_v4().simple())
+}
