@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The e-mail tests read what a real SMTP server received (aiosmtpd from PyPI, in a venv
+# under target/; tests/api/support.rs starts it).
+bash scripts/smtp-sink.sh --install-only
 cargo test --locked -p weauth -p weauth-emulator --all-targets
 
 # Contract tests: the real JavaScript SDKs (supabase-wechat-stable-v2 2.0.8 and 2.2.0,

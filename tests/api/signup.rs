@@ -288,9 +288,12 @@ async fn provider_switches_are_honoured() {
 
 #[tokio::test]
 async fn without_autoconfirm_signup_returns_an_unconfirmed_user() {
+    // No SMTP host: mails are dropped (GoTrue's no-op mailer); the short interval lets the
+    // second sign-up below re-send the confirmation (GoTrue answers 429 within a minute).
     let app = TestApp::builder()
         .env("GOTRUE_MAILER_AUTOCONFIRM", "false")
         .env("GOTRUE_SMS_AUTOCONFIRM", "false")
+        .env("GOTRUE_SMTP_MAX_FREQUENCY", "1ms")
         .spawn();
     let user = expect_json(
         app.post(
