@@ -240,15 +240,28 @@ pub async fn recover(
         .filter(|e| !e.is_empty())
         .ok_or_else(|| ApiError::validation("Password recovery requires an email"))?;
     let email = validate::email(&email)?;
+    for_known_address(state, email, move |conn, state, rt, user| {
+        send_code(conn, state, rt, &user, EmailAction::Recovery, &redirect_to)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `f` with the user of `email` in a transaction that may send mail; an unknown address
+/// does nothing (the caller answers as if it had sent).
+async fn for_known_address<F>(state: &Arc<AppState>, email: String, f: F) -> ApiResult<()>
+where
+    F: FnOnce(&mut PgConnection, &AppState, &tokio::runtime::Handle, User) -> ApiResult<()>
+        + Send
+        + 'static,
+{
     let rt = tokio::runtime::Handle::current();
     let tx_state = state.clone();
     db::transaction_calling_out(&state.pool, mail_time(state), move |conn| {
-        let state = &tx_state;
-        let Some(user) = find_by_email(conn, state, &email)? else {
-            return Ok(());
-        };
-        send_code(conn, state, &rt, &user, EmailAction::Recovery, &redirect_to)?;
-        Ok(())
+        match find_by_email(conn, &tx_state, &email)? {
+            Some(user) => f(conn, &tx_state, &rt, user),
+            None => Ok(()),
+        }
     })
     .await
 }
@@ -392,20 +405,14 @@ pub async fn resend(
 ) -> ApiResult<()> {
     ensure_email_enabled(state)?;
     let email = validate::email(email)?;
-    let rt = tokio::runtime::Handle::current();
-    let tx_state = state.clone();
-    db::transaction_calling_out(&state.pool, mail_time(state), move |conn| {
-        let state = &tx_state;
-        let Some(user) = find_by_email(conn, state, &email)? else {
-            return Ok(());
-        };
+    for_known_address(state, email, move |conn, state, rt, user| {
         if change {
             let Some(new_email) = user.email_change.clone().filter(|e| !e.is_empty()) else {
                 return Ok(());
             };
-            send_email_change(conn, state, &rt, &user, &new_email, &redirect_to)?;
+            send_email_change(conn, state, rt, &user, &new_email, &redirect_to)?;
         } else if user.email_confirmed_at.is_none() {
-            send_code(conn, state, &rt, &user, EmailAction::Signup, &redirect_to)?;
+            send_code(conn, state, rt, &user, EmailAction::Signup, &redirect_to)?;
         }
         Ok(())
     })

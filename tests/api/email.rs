@@ -35,6 +35,11 @@ async fn verify(app: &TestApp, body: Value) -> reqwest::Response {
     app.post("/verify", body).await
 }
 
+/// A successful `POST /verify`'s body.
+async fn verified(app: &TestApp, body: Value) -> Value {
+    expect_json(verify(app, body).await, 200).await
+}
+
 async fn signup_unconfirmed(app: &TestApp, email: &str) -> Value {
     expect_json(
         app.post(
@@ -51,15 +56,7 @@ async fn signup_unconfirmed(app: &TestApp, email: &str) -> Value {
 async fn confirmed_user(app: &TestApp, email: &str) -> Value {
     signup_unconfirmed(app, email).await;
     let code = last_mail_to(email).await.code();
-    expect_json(
-        verify(
-            app,
-            json!({"type": "signup", "email": email, "token": code}),
-        )
-        .await,
-        200,
-    )
-    .await
+    verified(app, json!({"type": "signup", "email": email, "token": code})).await
 }
 
 #[tokio::test]
@@ -73,7 +70,7 @@ async fn signup_sends_a_confirmation_and_the_code_confirms_once() {
     let mails = mails_to(&email).await;
     assert_eq!(mails.len(), 1);
     let mail = &mails[0];
-    assert_eq!(mail.to, [email.clone()]);
+    assert_eq!(mail.to, vec![email.to_string()]);
     assert_eq!(mail.subject, "Confirm your email address");
     assert!(mail.from.contains("noreply@weauth.test"));
     assert!(mail.headers["From"]
@@ -117,15 +114,7 @@ async fn signup_sends_a_confirmation_and_the_code_confirms_once() {
     )
     .await;
     expect_error(wrong, 403, "otp_expired").await;
-    let session = expect_json(
-        verify(
-            &app,
-            json!({"type": "signup", "email": email, "token": code}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let session = verified(&app, json!({"type": "signup", "email": email, "token": code})).await;
     assert!(session["access_token"].is_string());
     assert!(session["user"]["email_confirmed_at"].is_string());
     let again = verify(
@@ -265,28 +254,12 @@ async fn magic_links_and_email_codes_sign_in() {
     let mail = last_mail_to(&email).await;
     assert_eq!(mail.subject, "Your sign-in link");
     assert_eq!(mail.link_param("type"), "magiclink");
-    let session = expect_json(
-        verify(
-            &app,
-            json!({"type": "email", "email": email, "token": mail.code()}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let session = verified(&app, json!({"type": "email", "email": email, "token": mail.code()})).await;
     assert!(session["access_token"].is_string());
 
     expect_json(app.post("/magiclink", json!({"email": email})).await, 200).await;
     let mail = last_mail_to(&email).await;
-    let session = expect_json(
-        verify(
-            &app,
-            json!({"type": "magiclink", "token_hash": mail.link_param("token")}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let session = verified(&app, json!({"type": "magiclink", "token_hash": mail.link_param("token")})).await;
     assert_eq!(session["user"]["email"], json!(email));
 }
 
@@ -309,15 +282,7 @@ async fn otp_signs_up_new_addresses_unless_create_user_is_false() {
     let mail = last_mail_to(&newcomer).await;
     assert_eq!(mail.subject, "Confirm your email address");
     assert!(mail.html.contains("name Ada"), "{}", mail.html);
-    let session = expect_json(
-        verify(
-            &app,
-            json!({"type": "email", "email": newcomer, "token": mail.code()}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let session = verified(&app, json!({"type": "email", "email": newcomer, "token": mail.code()})).await;
     assert!(session["user"]["email_confirmed_at"].is_string());
     assert_eq!(session["user"]["user_metadata"]["name"], json!("Ada"));
     let res = app
@@ -353,15 +318,7 @@ async fn recovery_by_code_then_a_new_password() {
     let mail = last_mail_to(&email).await;
     assert_eq!(mail.subject, "Reset your password");
     assert_eq!(mail.link_param("type"), "recovery");
-    let session = expect_json(
-        verify(
-            &app,
-            json!({"type": "recovery", "email": email, "token": mail.code()}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let session = verified(&app, json!({"type": "recovery", "email": email, "token": mail.code()})).await;
     let access = session["access_token"].as_str().unwrap();
     let res = app
         .client
@@ -455,15 +412,7 @@ async fn generate_link_answers_every_type_without_sending() {
             "http://localhost:9999/verify?token={hashed}&type=signup&redirect_to=http://localhost:3000"
         ))
     );
-    let session = expect_json(
-        verify(
-            &app,
-            json!({"type": "signup", "email": email, "token": otp}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let session = verified(&app, json!({"type": "signup", "email": email, "token": otp})).await;
     assert_eq!(session["user"]["user_metadata"]["name"], json!("Lin"));
 
     for kind in ["magiclink", "recovery"] {
@@ -545,15 +494,7 @@ async fn a_secure_email_change_needs_both_addresses() {
     assert!(to_old.html.contains(&format!("sent to {old}")));
     assert_ne!(to_new.code(), to_old.code());
 
-    let first = expect_json(
-        verify(
-            &app,
-            json!({"type": "email_change", "email": new, "token": to_new.code()}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let first = verified(&app, json!({"type": "email_change", "email": new, "token": to_new.code()})).await;
     assert_eq!(
         first,
         json!({"msg": "Confirmation link accepted. Please proceed to confirm link sent to the other email", "code": "200"})
@@ -586,15 +527,7 @@ async fn without_secure_change_only_the_new_address_confirms() {
     expect_json(res, 200).await;
     assert_eq!(mails_to(&old).await.len(), 1, "only the sign-up mail");
     let to_new = last_mail_to(&new).await;
-    let session = expect_json(
-        verify(
-            &app,
-            json!({"type": "email_change", "email": new, "token": to_new.code()}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let session = verified(&app, json!({"type": "email_change", "email": new, "token": to_new.code()})).await;
     assert_eq!(session["user"]["email"], json!(new));
 }
 
@@ -646,15 +579,7 @@ async fn resend_and_the_resend_interval() {
         .await;
         expect_error(res, 403, "otp_expired").await;
     }
-    expect_json(
-        verify(
-            &app,
-            json!({"type": "signup", "email": email, "token": second}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    verified(&app, json!({"type": "signup", "email": email, "token": second})).await;
 }
 
 #[tokio::test]
@@ -758,15 +683,7 @@ async fn the_global_mail_cap_and_gotrues_default_templates() {
     let email = fresh_email("cap");
     signup_unconfirmed(&app, &email).await;
     let code = last_mail_to(&email).await.code();
-    expect_json(
-        verify(
-            &app,
-            json!({"type": "signup", "email": email, "token": code}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    verified(&app, json!({"type": "signup", "email": email, "token": code})).await;
     expect_json(app.post("/recover", json!({"email": email})).await, 200).await;
     let mail = last_mail_to(&email).await;
     // GoTrue's built-in recovery body.
