@@ -27,3 +27,4 @@ mod token;
 mod two_instances;
 mod user;
 mod wechat;
+mod wechat_merge;
