@@ -15,8 +15,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::{
-    digits, e164_digits, hmac_sha256, now_rfc3339, same, sha256_hex, uuid, Message, Provider,
-    SmsEmulator,
+    digits, e164_digits, hmac_sha256, now_rfc3339, parse_authorization, same, sha256_hex, uuid,
+    Message, Provider, SmsEmulator,
 };
 
 const ALGORITHM: &str = "ACS3-HMAC-SHA256";
@@ -120,33 +120,6 @@ pub fn signature(canonical_request: &str, access_key_secret: &str) -> String {
         access_key_secret.as_bytes(),
         string_to_sign(canonical_request).as_bytes(),
     ))
-}
-
-/// The parts of `Authorization: ACS3-HMAC-SHA256 Credential=…,SignedHeaders=…,Signature=…`.
-struct Authorization {
-    access_key_id: String,
-    signed_headers: Vec<String>,
-    signature: String,
-}
-
-fn parse_authorization(value: &str) -> Option<Authorization> {
-    let rest = value.trim().strip_prefix(ALGORITHM)?.strip_prefix(' ')?;
-    let mut fields = BTreeMap::new();
-    for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=')?;
-        fields.insert(k.trim(), v.trim());
-    }
-    let signed_headers: Vec<String> = fields
-        .get("SignedHeaders")?
-        .split(';')
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
-        .collect();
-    Some(Authorization {
-        access_key_id: fields.get("Credential")?.to_string(),
-        signed_headers,
-        signature: fields.get("Signature")?.to_string(),
-    })
 }
 
 /// An Aliyun error answer: the gateway's full shape for 4xx/5xx, the business shape for 200.
@@ -266,7 +239,8 @@ pub fn send_sms(req: &HttpRequest, body: &[u8], em: &SmsEmulator) -> HttpRespons
     let Some(account) = &em.aliyun else {
         return fail("InvalidAccessKeyId.NotFound");
     };
-    let Some(auth) = header(req, "authorization").and_then(parse_authorization) else {
+    let Some(auth) = header(req, "authorization").and_then(|v| parse_authorization(v, ALGORITHM))
+    else {
         return fail("IncompleteSignature");
     };
     if header(req, "x-acs-action") != Some(ACTION) {
@@ -285,15 +259,11 @@ pub fn send_sms(req: &HttpRequest, body: &[u8], em: &SmsEmulator) -> HttpRespons
     if (now - timestamp).abs() > MAX_SKEW_SECONDS {
         return fail("InvalidTimeStamp.Expired");
     }
-    if auth.access_key_id != account.access_key_id {
+    if auth.credential != account.access_key_id {
         return fail("InvalidAccessKeyId.NotFound");
     }
     // Every `x-acs-*` header sent, and `host`, must be signed.
-    let signed: Vec<String> = auth
-        .signed_headers
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
+    let signed = &auth.signed_headers;
     let unsigned = req.headers().keys().any(|name| {
         let name = name.as_str();
         (name == "host" || name.starts_with("x-acs-")) && !signed.iter().any(|s| s == name)

@@ -183,6 +183,34 @@ async fn provider_api(
 
 // ---- shared pieces ------------------------------------------------------------------------
 
+/// The parts of `Authorization: <ALGORITHM> Credential=…,SignedHeaders=…,Signature=…` (both
+/// providers' form; Tencent puts a space after each comma).
+pub(crate) struct Authorization {
+    pub credential: String,
+    /// Lower-cased, in the order given.
+    pub signed_headers: Vec<String>,
+    pub signature: String,
+}
+
+pub(crate) fn parse_authorization(value: &str, algorithm: &str) -> Option<Authorization> {
+    let rest = value.trim().strip_prefix(algorithm)?.strip_prefix(' ')?;
+    let mut fields = std::collections::BTreeMap::new();
+    for part in rest.split(',') {
+        let (k, v) = part.trim().split_once('=')?;
+        fields.insert(k.trim(), v.trim());
+    }
+    Some(Authorization {
+        credential: fields.get("Credential")?.to_string(),
+        signed_headers: fields
+            .get("SignedHeaders")?
+            .split(';')
+            .filter(|h| !h.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect(),
+        signature: fields.get("Signature")?.to_string(),
+    })
+}
+
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }

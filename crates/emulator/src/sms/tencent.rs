@@ -7,8 +7,6 @@
 //! of `Response.SendStatusSet`, whose `Code` is `"Ok"` only for a sent message (a malformed
 //! number and the per-number frequency limits fail there, not in `Error`).
 
-use std::collections::BTreeMap;
-
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -83,14 +81,9 @@ struct Authorization {
     signature: String,
 }
 
-fn parse_authorization(value: &str) -> Option<Authorization> {
-    let rest = value.trim().strip_prefix(ALGORITHM)?.strip_prefix(' ')?;
-    let mut fields = BTreeMap::new();
-    for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=')?;
-        fields.insert(k.trim(), v.trim());
-    }
-    let mut credential = fields.get("Credential")?.split('/');
+fn parse_tc3_authorization(value: &str) -> Option<Authorization> {
+    let auth = super::parse_authorization(value, ALGORITHM)?;
+    let mut credential = auth.credential.split('/');
     let (secret_id, date, service, terminator) = (
         credential.next()?,
         credential.next()?,
@@ -104,13 +97,8 @@ fn parse_authorization(value: &str) -> Option<Authorization> {
         secret_id: secret_id.to_string(),
         date: date.to_string(),
         service: service.to_string(),
-        signed_headers: fields
-            .get("SignedHeaders")?
-            .split(';')
-            .filter(|h| !h.is_empty())
-            .map(|h| h.to_ascii_lowercase())
-            .collect(),
-        signature: fields.get("Signature")?.to_string(),
+        signed_headers: auth.signed_headers,
+        signature: auth.signature,
     })
 }
 
@@ -204,7 +192,7 @@ struct SendSmsBody {
 
 /// `POST /` with `X-TC-Action`.
 pub fn send_sms(req: &HttpRequest, body: &[u8], em: &SmsEmulator) -> HttpResponse {
-    let Some(auth) = header(req, "authorization").and_then(parse_authorization) else {
+    let Some(auth) = header(req, "authorization").and_then(parse_tc3_authorization) else {
         return fail("AuthFailure.InvalidAuthorization");
     };
     if header(req, "x-tc-action") != Some(ACTION) {
