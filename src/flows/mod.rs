@@ -17,6 +17,10 @@
 //! | [`admin`] user management with the service role | `admin.go` |
 //! | [`logout`] ending sessions | `logout.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
+//! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
+//! | [`otp`] the one-time codes of SMS and e-mail: generate, store, check | `crypto.GenerateOtp`, `verify.go` `isOtpValid` |
+//! | [`phone`] codes by SMS: `/otp`, `/resend`, `/reauthenticate` for phones | `phone.go`, `otp.go` `SmsOtp` |
+//! | [`verify`] a code or e-mail link turned into a session | `verify.go` |
 //! | [`health`] readiness (the database answers) | — |
 
 pub mod account;
@@ -25,10 +29,14 @@ pub mod authenticate;
 pub mod health;
 pub mod linking;
 pub mod logout;
+pub mod otp;
 pub mod password;
+pub mod phone;
+pub mod redirect;
 pub mod session;
 pub mod signup;
 pub mod validate;
+pub mod verify;
 pub mod wechat_mini;
 
 /// The caller's user agent and address, recorded on sessions and audit entries.
