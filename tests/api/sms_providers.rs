@@ -321,3 +321,83 @@ async fn builders_wire_weauth_to_the_emulator_and_the_receiver() {
     assert_eq!(res.status(), 200);
     assert!(receiver.payloads().is_empty());
 }
+
+async fn otp(app: &TestApp, phone: &str) -> reqwest::Response {
+    app.post("/auth/v1/otp", json!({ "phone": phone })).await
+}
+
+async fn verify(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post(
+        "/auth/v1/verify",
+        json!({"phone": PHONE, "token": token, "type": "sms"}),
+    )
+    .await
+}
+
+/// The phone routes end to end through each real send path: `/otp` → the provider (emulator)
+/// or the HTTP hook (receiver) → the code read there → `/verify` → a session; provider errors
+/// become GoTrue's errors and leave no user behind.
+#[tokio::test]
+async fn phone_sign_in_works_through_each_provider_and_the_http_hook() {
+    use crate::support::{expect_error, expect_json};
+    for (name, rate_limit, bad_number) in [
+        (
+            "aliyun",
+            "isv.BUSINESS_LIMIT_CONTROL",
+            "isv.MOBILE_NUMBER_ILLEGAL",
+        ),
+        (
+            "tencent",
+            "LimitExceeded.PhoneNumberDailyLimit",
+            "InvalidParameterValue.IncorrectPhoneNumber",
+        ),
+    ] {
+        let app = TestApp::builder()
+            .sms(name)
+            .env("WEAUTH_PHONE_DEFAULT_COUNTRY_CODE", "86")
+            .spawn();
+        let emu = app.emulator();
+        expect_json(otp(&app, "13800138000").await, 200).await;
+        let code = emu.last_sms_otp(PHONE).await.expect("the code was sent");
+        let session = expect_json(verify(&app, &code).await, 200).await;
+        assert_eq!(session["user"]["phone"], PHONE, "{name}");
+
+        emu.sms_fail_next(name, rate_limit).await;
+        expect_error(
+            otp(&app, "13900139000").await,
+            429,
+            "over_sms_send_rate_limit",
+        )
+        .await;
+        emu.sms_fail_next(name, bad_number).await;
+        expect_error(otp(&app, "13900139000").await, 400, "validation_failed").await;
+        assert_eq!(
+            app.db.count("auth.users"),
+            1,
+            "{name}: failed sends create no user"
+        );
+        assert!(emu.sms_messages("13900139000").await.is_empty());
+    }
+
+    let receiver = HookReceiver::start();
+    let app = TestApp::builder()
+        .sms_hook(&receiver)
+        .env("WEAUTH_PHONE_DEFAULT_COUNTRY_CODE", "86")
+        .spawn();
+    expect_json(otp(&app, "+86 138 0013 8000").await, 200).await;
+    let code = receiver.last_otp(PHONE).expect("the hook got the code");
+    let session = expect_json(verify(&app, &code).await, 200).await;
+    assert_eq!(session["user"]["phone"], PHONE);
+    assert_eq!(receiver.payloads()[0]["user"]["phone"], PHONE);
+    receiver.answer_next(
+        200,
+        r#"{"error": {"http_code": 400, "message": "vendor refused"}}"#,
+    );
+    let res = otp(&app, "13900139000").await;
+    assert_ne!(res.status(), 200);
+    assert_eq!(
+        app.db.count("auth.users"),
+        1,
+        "a refused hook send creates no user"
+    );
+}
