@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::authenticate::AuthenticatedUser;
+use super::otp::TokenType;
 use super::validate;
 use crate::auth::password;
 use crate::db;
@@ -239,6 +240,11 @@ impl AccountChanges {
         *column = Some(String::new());
     }
 
+    /// A phone change whose code is about to be sent (the send records its time).
+    pub fn pending_phone_change(&mut self, phone: &str) {
+        self.row.phone_change = Some(phone.to_string());
+    }
+
     /// Appends `provider` to `app_metadata.providers` (and sets `provider` if it has none).
     pub fn add_provider(&mut self, provider: &str) {
         let mut providers: Vec<Value> = self
@@ -324,6 +330,8 @@ pub struct UserUpdate {
     pub phone: Option<String>,
     pub data: Option<Map<String, Value>>,
     pub app_metadata: Option<Map<String, Value>>,
+    /// The reauthentication code (`GET /reauthenticate`) for a password change.
+    pub nonce: Option<String>,
     /// Where the e-mail change mails' links lead (the validated `redirect_to`; set by the API).
     #[serde(skip)]
     pub redirect_to: String,
@@ -385,14 +393,42 @@ pub async fn update_user(
 
     let keep_session = auth.session_id;
     let redirect_to = params.redirect_to;
+    let nonce = params.nonce.filter(|n| !n.is_empty());
+    // A new number gets its code by SMS unless autoconfirm is on.
+    let sms_to = phone
+        .clone()
+        .filter(|p| Some(p) != current.phone.as_ref() && !config.accounts.sms_autoconfirm);
+    if let Some(to) = &sms_to {
+        super::phone::spend_send_limits(state, to).await?;
+    }
     let rt = tokio::runtime::Handle::current();
+    let send_bound = sms_to
+        .as_ref()
+        .map_or(std::time::Duration::ZERO, |_| config.sms.timeout)
+        + super::email::mail_time(state);
     let tx_state = state.clone();
-    db::transaction_calling_out(&state.pool, super::email::mail_time(state), move |conn| {
+    db::transaction_calling_out(&state.pool, send_bound, move |conn| {
         let accounts = &tx_state.config.accounts;
         let now = db_now();
         let id = current.id;
         let mut changes = AccountChanges::new(&current);
         let mut pending_email = None;
+        if new_hash.is_some()
+            && tx_state
+                .config
+                .security
+                .update_password_require_reauthentication
+        {
+            check_reauthentication(
+                conn,
+                &tx_state,
+                &current,
+                keep_session,
+                nonce.as_deref(),
+                now,
+            )?;
+            changes.clear_token(TokenType::Reauthentication);
+        }
         if let Some(meta) = user_metadata {
             changes.user_metadata(meta);
         }
@@ -418,10 +454,14 @@ pub async fn update_user(
             if accounts.sms_autoconfirm {
                 changes.confirmed_phone(&phone, now);
             } else {
-                changes.pending_phone(&phone, now);
+                // The code's send records the time (`phone_change_sent_at`).
+                changes.pending_phone_change(&phone);
             }
         }
         changes.write(conn, now)?;
+        if let Some(to) = &sms_to {
+            super::phone::send_code(conn, &tx_state, &rt, &current, TokenType::PhoneChange, to)?;
+        }
         if let Some(email) = pending_email {
             // The change waits for the mails' confirmations (both addresses with secure change).
             super::email::send_email_change(conn, &tx_state, &rt, &current, &email, &redirect_to)?;
@@ -429,6 +469,68 @@ pub async fn update_user(
         user::find_with_identities(conn, id)?.ok_or_else(user_not_found)
     })
     .await
+}
+
+/// GoTrue's `verifyReauthentication` for a password change: sessions younger than 24 hours
+/// pass; older ones (and tokens without a session) need the code of `GET /reauthenticate` as
+/// `nonce`.
+fn check_reauthentication(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: &User,
+    session_id: Option<Uuid>,
+    nonce: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let created = match session_id {
+        Some(id) => crate::models::session::created_at(conn, id)?,
+        None => None,
+    };
+    if created.is_some_and(|c| now < c + chrono::Duration::hours(24)) {
+        return Ok(());
+    }
+    let Some(nonce) = nonce else {
+        return Err(ApiError::bad_request(
+            ErrorCode::ReauthenticationNeeded,
+            "Password update requires reauthentication",
+        ));
+    };
+    let invalid = || {
+        ApiError::unprocessable(
+            ErrorCode::ReauthenticationNotValid,
+            "Nonce has expired or is invalid",
+        )
+    };
+    let email = user.email.as_deref().filter(|e| !e.is_empty());
+    let phone = user.phone.as_deref().filter(|p| !p.is_empty());
+    let (relates_to, rules) = match (email, phone) {
+        (Some(email), _) => (
+            email,
+            super::otp::Rules {
+                exp: std::time::Duration::from_secs(86_400),
+                max_attempts: state.config.sms.otp_max_attempts,
+            },
+        ),
+        (None, Some(phone)) => (phone, super::phone::rules(state)),
+        (None, None) => {
+            return Err(ApiError::unprocessable(
+                ErrorCode::ReauthenticationNotValid,
+                "Reauthentication requires an email or a phone number",
+            ))
+        }
+    };
+    let hash = super::otp::token_hash(relates_to, nonce);
+    match super::otp::check(
+        conn,
+        user.id,
+        TokenType::Reauthentication,
+        &hash,
+        rules,
+        now,
+    )? {
+        super::otp::Checked::Valid => Ok(()),
+        super::otp::Checked::Wrong => Err(invalid()),
+    }
 }
 
 /// Hashes a new password after checking GoTrue's rules; 422 `same_password` when it is the

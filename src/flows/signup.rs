@@ -2,6 +2,7 @@
 //! neither, an anonymous sign-in (`internal/api/anonymous.go`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
@@ -9,6 +10,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::account::{user_write_error, Taken, PHONE_TAKEN};
+use super::otp::TokenType;
 use super::session::{self, AuthMethod, Session, SignIn};
 use super::{validate, ClientInfo};
 use crate::auth::password;
@@ -180,9 +182,24 @@ pub async fn signup(
         .await??;
 
     let redirect_to = params.redirect_to;
+    // Without autoconfirm a phone gets its confirmation code by SMS, sent inside the
+    // transaction that creates the user: a failed send creates nobody.
+    let sms_to = match &contact {
+        Contact::Phone(phone) if !autoconfirm => Some(phone.clone()),
+        _ => None,
+    };
+    if let Some(phone) = &sms_to {
+        super::phone::spend_send_limits(state, phone).await?;
+    }
     let rt = tokio::runtime::Handle::current();
+    let send_bound = match &contact {
+        Contact::Email(_) if !autoconfirm => super::email::mail_time(state),
+        _ => sms_to
+            .as_ref()
+            .map_or(Duration::ZERO, |_| state.config.sms.timeout),
+    };
     let tx_state = state.clone();
-    db::transaction_calling_out(&state.pool, super::email::mail_time(state), move |conn| {
+    db::transaction_calling_out(&state.pool, send_bound, move |conn| {
         let state = &tx_state;
         let accounts = &state.config.accounts;
         let now = db_now();
@@ -213,7 +230,8 @@ pub async fn signup(
                 };
                 let changes = UserChanges {
                     encrypted_password: Some(hash),
-                    confirmation_sent_at: Some(Some(now)),
+                    // A phone's code sets its own time when it is sent.
+                    confirmation_sent_at: matches!(contact, Contact::Email(_)).then_some(Some(now)),
                     email_confirmed_at: Some(existing.email_confirmed_at.or(email_at)),
                     phone_confirmed_at: Some(existing.phone_confirmed_at.or(phone_at)),
                     ..Default::default()
@@ -244,6 +262,20 @@ pub async fn signup(
                 let action = super::mail::EmailAction::Signup;
                 super::email::send_code(conn, state, &rt, &to_mail, action, &redirect_to)?;
             }
+            let user = match &sms_to {
+                Some(phone) => {
+                    super::phone::send_code(
+                        conn,
+                        state,
+                        &rt,
+                        &user,
+                        TokenType::Confirmation,
+                        phone,
+                    )?;
+                    user::find_by_id(conn, user.id)?.ok_or_else(super::account::user_not_found)?
+                }
+                None => user,
+            };
             let identities = identity::for_user(conn, user.id)?;
             Ok(SignupOutcome::Unconfirmed(user, identities))
         }
@@ -274,7 +306,9 @@ pub(super) fn create_user(
     let id = Uuid::new_v4();
     let mut new = NewUser::new(id, &jwt.aud, &jwt.default_group_name, now);
     new.encrypted_password = hash.to_string();
-    new.confirmation_sent_at = confirmed_at.is_none().then_some(now);
+    // A phone's confirmation code records its own send time (`flows::phone::send_code`).
+    new.confirmation_sent_at =
+        (confirmed_at.is_none() && matches!(contact, Contact::Email(_))).then_some(now);
     let verified = confirmed_at.is_some();
     let identity_data = match contact {
         Contact::Email(email) => {
