@@ -545,7 +545,17 @@ pub async fn generate_link(
                     Some(u) => u,
                     None => {
                         let contact = Contact::Email(email.clone());
-                        signup::create_user(conn, state, &contact, &hash, data, None, now)?
+                        let meta = Value::Object(data.clone());
+                        let user =
+                            signup::create_user(conn, state, &contact, &hash, data, None, now)?;
+                        // GoTrue's generated sign-up keeps `data` alone as user_metadata (the
+                        // identity's claims stay in the identity).
+                        let changes = UserChanges {
+                            raw_user_meta_data: Some(meta),
+                            ..Default::default()
+                        };
+                        user::update(conn, user.id, changes, now)?
+                            .ok_or_else(super::account::user_not_found)?
                     }
                 };
                 otp::store(conn, user.id, TokenType::Confirmation, &email, &code, now)?;

@@ -401,6 +401,7 @@ async fn generate_link_answers_every_type_without_sending() {
     )
     .await;
     assert_eq!(link["verification_type"], json!("signup"));
+    assert_eq!(link["user_metadata"], json!({"name": "Lin"}), "as GoTrue: data only");
     assert_eq!(link["email"], json!(email));
     assert_eq!(link["redirect_to"], json!("http://localhost:3000"));
     let otp = link["email_otp"].as_str().unwrap();
