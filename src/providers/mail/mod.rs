@@ -132,10 +132,13 @@ impl Mailer {
     }
 }
 
-/// lettre's description of a failure (the SMTP code and text, or the connection error); it
-/// never holds the credentials or the message body.
+/// What failed, safe to log: the SMTP reply code only (a server's reply text may quote the
+/// recipient's address), or lettre's connection/TLS error; never the credentials or the body.
 fn describe(e: &lettre::transport::smtp::Error) -> String {
-    crate::providers::scrub(&e.to_string(), "")
+    match e.status() {
+        Some(code) => format!("SMTP reply {code}"),
+        None => crate::providers::scrub(&e.to_string(), ""),
+    }
 }
 
 #[cfg(test)]
