@@ -45,6 +45,9 @@ pub enum Limit {
     WechatQrcode,
     /// Anonymous sign-ins (`POST /signup` with neither e-mail nor phone), per hour.
     AnonymousUsers,
+    /// MFA challenges and verifications (`POST /factors/{id}/challenge` and `/verify`), per
+    /// minute as in GoTrue.
+    MfaChallengeAndVerify,
 }
 
 impl Limit {
@@ -64,6 +67,7 @@ impl Limit {
             Limit::WechatPhone => "WEAUTH_RATE_LIMIT_WECHAT_PHONE",
             Limit::WechatQrcode => "WEAUTH_RATE_LIMIT_WECHAT_QRCODE",
             Limit::AnonymousUsers => "GOTRUE_RATE_LIMIT_ANONYMOUS_USERS",
+            Limit::MfaChallengeAndVerify => "GOTRUE_MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY",
         }
     }
 
@@ -72,6 +76,7 @@ impl Limit {
     pub fn window(self) -> Duration {
         match self {
             Limit::AnonymousUsers => Duration::from_secs(3600),
+            Limit::MfaChallengeAndVerify => Duration::from_secs(60),
             _ => WINDOW,
         }
     }
@@ -80,6 +85,7 @@ impl Limit {
     pub fn default_per_window(self) -> u32 {
         match self {
             Limit::Token | Limit::WechatLogin => 150,
+            Limit::MfaChallengeAndVerify => 15,
             Limit::Password
             | Limit::Otp
             | Limit::WechatPhone
@@ -99,6 +105,9 @@ impl Limit {
             Limit::WechatQrcode => "WeChat QR codes (spend the app's quota)",
             Limit::AnonymousUsers => {
                 "anonymous sign-ins (POST /signup without e-mail or phone), per hour"
+            }
+            Limit::MfaChallengeAndVerify => {
+                "MFA challenges and verifications (POST /factors/{id}/challenge, /verify), per minute"
             }
         }
     }

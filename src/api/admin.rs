@@ -93,7 +93,7 @@ pub async fn admin_user_create(
     Ok(user_response(&user, &identities))
 }
 
-fn parse_user_id(raw: &str) -> ApiResult<Uuid> {
+pub(super) fn parse_user_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::not_found(ErrorCode::ValidationFailed, "user_id must be an UUID"))
 }

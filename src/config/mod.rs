@@ -11,6 +11,7 @@ mod accounts;
 mod database;
 mod hooks;
 mod jwt;
+mod mfa;
 mod rate_limits;
 mod security;
 mod server;
@@ -27,6 +28,7 @@ pub use hooks::{HookConfig, HooksConfig};
 pub use jwt::{
     generate_key, parse_keys, JwtConfig, JwtKey, KeyAlgorithm, PublicKey, DEV_JWT_SECRET,
 };
+pub use mfa::{FactorSwitches, MfaConfig, PhoneMfaConfig, WebAuthnRpConfig};
 pub use rate_limits::RateLimitConfig;
 pub use security::SecurityConfig;
 pub use server::{MetricsAddress, ServerConfig};
@@ -73,6 +75,7 @@ pub struct Config {
     pub wechat: WechatConfig,
     pub hooks: HooksConfig,
     pub sms: SmsConfig,
+    pub mfa: MfaConfig,
 }
 
 impl Config {
@@ -102,6 +105,7 @@ impl Config {
             rate_limits: RateLimitConfig::read(&v)?,
             wechat: WechatConfig::read(&v)?,
             sms: SmsConfig::read(&v, &hooks)?,
+            mfa: MfaConfig::read(&v)?,
             hooks,
             jwt,
         };

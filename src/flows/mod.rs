@@ -16,6 +16,7 @@
 //! | [`linking`] external identities: find, link or create the user | `external.go` `createAccountFromExternalIdentity`, `linking.go` |
 //! | [`admin`] user management with the service role | `admin.go` |
 //! | [`logout`] ending sessions | `logout.go` |
+//! | [`mfa`] MFA factors: enrol, challenge, verify (aal2), unenrol, admin | `mfa.go`, `admin.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
 //! | [`health`] readiness (the database answers) | — |
 
@@ -25,6 +26,7 @@ pub mod authenticate;
 pub mod health;
 pub mod linking;
 pub mod logout;
+pub mod mfa;
 pub mod password;
 pub mod session;
 pub mod signup;

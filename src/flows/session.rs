@@ -15,6 +15,7 @@ use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::audit_log::{self, AuditEntry};
 use crate::models::identity::Identity;
+use crate::models::mfa::{self, Factor};
 use crate::models::session::{self, NewSession};
 use crate::models::user::{self, User};
 use crate::models::{db_now, refresh_token};
@@ -80,6 +81,9 @@ impl SignIn {
 pub struct Session {
     pub user: User,
     pub identities: Vec<Identity>,
+    /// The user's MFA factors (GoTrue's token responses list them: supabase-js reads
+    /// `session.user.factors` for `getAuthenticatorAssuranceLevel`).
+    pub factors: Vec<Factor>,
     pub session_id: Uuid,
     pub refresh_token: String,
     pub access: AccessToken,
@@ -115,6 +119,7 @@ pub fn issue(
     user.last_sign_in_at = Some(now);
     user.updated_at = Some(now);
     let identities = crate::models::identity::for_user(conn, user.id)?;
+    let factors = mfa::for_user(conn, user.id)?;
     let amr = vec![Amr {
         method: sign_in.method.as_str().to_string(),
         timestamp: now.timestamp(),
@@ -129,6 +134,7 @@ pub fn issue(
     Ok(Session {
         user,
         identities,
+        factors,
         session_id,
         refresh_token,
         access,
@@ -263,9 +269,11 @@ pub fn refresh(
     let access = state
         .tokens
         .mint(&user, session_id, &aal, amr, chrono::Utc::now().timestamp())?;
+    let factors = mfa::for_user(conn, user.id)?;
     Ok(RefreshOutcome::Issued(Session {
         user,
         identities,
+        factors,
         session_id,
         refresh_token: issued,
         access,
