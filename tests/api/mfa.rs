@@ -19,6 +19,25 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// What an RLS policy reads: `auth.jwt()->>'aal'` with PostgREST's `request.jwt.claims`.
+fn rls_aal(app: &TestApp, token: &str) -> String {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        aal: String,
+    }
+    let mut conn = app.db.conn();
+    diesel::sql_query("SELECT set_config('request.jwt.claims', $1, false)")
+        .bind::<diesel::sql_types::Text, _>(claims(token).to_string())
+        .execute(&mut conn)
+        .unwrap();
+    diesel::sql_query("SELECT coalesce(auth.jwt()->>'aal', '') AS aal")
+        .get_result::<Row>(&mut conn)
+        .unwrap()
+        .aal
+}
+
 fn amr_methods(token: &str) -> Vec<String> {
     claims(token)["amr"]
         .as_array()
@@ -199,6 +218,8 @@ async fn totp_enrol_challenge_verify_gives_aal2_that_refresh_keeps() {
     .await;
     let aal2 = access(&verified);
     assert_eq!(claims(aal2)["aal"], "aal2");
+    assert_eq!(rls_aal(&app, aal2), "aal2");
+    assert_eq!(rls_aal(&app, token), "aal1");
     assert_eq!(claims(aal2)["session_id"], claims(token)["session_id"]);
     let methods = amr_methods(aal2);
     assert_eq!(methods, ["totp", "password"], "newest first");
