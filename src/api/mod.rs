@@ -9,6 +9,7 @@ pub mod extract;
 pub mod factors;
 pub mod health;
 pub mod logout;
+pub mod otp;
 pub mod render;
 pub mod settings;
 pub mod signup;
@@ -66,6 +67,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint(M::POST, "/signup", signup::signup),
         endpoint(M::POST, "/token", token::token),
+        endpoint(M::POST, "/otp", otp::otp),
+        endpoint(M::POST, "/verify", otp::verify_post),
+        endpoint(M::POST, "/resend", otp::resend),
+        endpoint(M::GET, "/reauthenticate", otp::reauthenticate),
         endpoint(M::GET, "/user", user::user_get),
         endpoint(M::PUT, "/user", user::user_update),
         endpoint(M::POST, "/logout", logout::logout),

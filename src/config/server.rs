@@ -10,6 +10,9 @@ pub struct ServerConfig {
     pub api_external_url: String,
     /// The app's URL (`GOTRUE_SITE_URL`), the default redirect target.
     pub site_url: String,
+    /// Further redirect targets (`GOTRUE_URI_ALLOW_LIST`, comma-separated globs with GoTrue's
+    /// rules; see `flows::redirect`).
+    pub uri_allow_list: Vec<String>,
     /// How long an idle keep-alive connection stays open (`WEAUTH_KEEP_ALIVE_SECS`), also
     /// advertised in a `Keep-Alive: timeout=` header so clients stop reusing it in time.
     pub keep_alive_secs: u64,
@@ -76,6 +79,7 @@ impl ServerConfig {
             port: v.parse(&["GOTRUE_API_PORT", "PORT"], 9999u16)?,
             api_external_url,
             site_url: v.required(&["GOTRUE_SITE_URL"], "http://localhost:3000"),
+            uri_allow_list: v.list(&["GOTRUE_URI_ALLOW_LIST"], ""),
             keep_alive_secs: match v.parse(&["WEAUTH_KEEP_ALIVE_SECS"], 60u64)? {
                 n @ 1..=3600 => n,
                 _ => {

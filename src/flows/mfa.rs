@@ -764,11 +764,19 @@ pub async fn admin_update(
         let user = admin_user(conn, user_id)?;
         let factor = owned_factor(conn, user_id, factor_id)?;
         let phone = match phone {
-            Some(p) if factor.factor_type == mfa::PHONE => {
-                Some(super::validate::phone(&p).map_err(|_| {
+            Some(p) if factor.factor_type == mfa::PHONE => Some(
+                super::validate::phone(
+                    &p,
+                    tx_state
+                        .config
+                        .accounts
+                        .phone_default_country_code
+                        .as_deref(),
+                )
+                .map_err(|_| {
                     ApiError::validation("Invalid phone number format (E.164 required)")
-                })?)
-            }
+                })?,
+            ),
             _ => None,
         };
         let name = friendly_name.clone();

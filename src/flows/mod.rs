@@ -18,6 +18,10 @@
 //! | [`logout`] ending sessions | `logout.go` |
 //! | [`mfa`] MFA factors: enrol, challenge, verify (aal2), unenrol, admin | `mfa.go`, `admin.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
+//! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
+//! | [`otp`] the one-time codes of SMS and e-mail: generate, store, check | `crypto.GenerateOtp`, `verify.go` `isOtpValid` |
+//! | [`phone`] codes by SMS: `/otp`, `/resend`, `/reauthenticate` for phones | `phone.go`, `otp.go` `SmsOtp` |
+//! | [`verify`] a code or e-mail link turned into a session | `verify.go` |
 //! | [`health`] readiness (the database answers) | — |
 
 pub mod account;
@@ -27,10 +31,14 @@ pub mod health;
 pub mod linking;
 pub mod logout;
 pub mod mfa;
+pub mod otp;
 pub mod password;
+pub mod phone;
+pub mod redirect;
 pub mod session;
 pub mod signup;
 pub mod validate;
+pub mod verify;
 pub mod wechat_mini;
 
 /// The caller's user agent and address, recorded on sessions and audit entries.

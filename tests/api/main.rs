@@ -16,6 +16,7 @@ mod jwt_claims;
 mod logout;
 mod mfa;
 mod operations;
+mod phone_otp;
 mod races;
 mod rate_limits;
 mod schema;
