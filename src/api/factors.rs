@@ -14,6 +14,13 @@ use crate::flows::mfa::{self, parse_factor_id, AdminFactorUpdate, EnrollParams, 
 use crate::rate_limit::Limit;
 use crate::state::AppState;
 
+/// The body of `POST /factors/{id}/challenge` (TOTP takes no parameters; WebAuthn's are not
+/// served yet).
+#[derive(serde::Deserialize, Default)]
+struct ChallengeParams {
+    channel: Option<String>,
+}
+
 fn json_ok(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok().insert_header(no_store()).json(body)
 }
@@ -53,9 +60,8 @@ pub async fn challenge(
 ) -> ApiResult<HttpResponse> {
     let factor_id = parse_factor_id(&path)?;
     state.limit(Limit::MfaChallengeAndVerify, &client).await?;
-    // TOTP challenges take no parameters; the body only has to be JSON.
-    optional_body::<serde_json::Value>(&body)?;
-    let challenged = mfa::challenge(&state, auth, factor_id, client).await?;
+    let params: ChallengeParams = optional_body(&body)?;
+    let challenged = mfa::challenge(&state, auth, factor_id, params.channel, client).await?;
     Ok(json_ok(challenged))
 }
 

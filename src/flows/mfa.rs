@@ -1,6 +1,10 @@
 //! Multi-factor authentication (GoTrue `internal/api/mfa.go`, `admin.go` factor routes):
-//! enrolling TOTP factors, challenging and verifying them (which raises the session to `aal2`
-//! with a `totp` amr claim), removing them, and the admin's factor routes.
+//! enrolling TOTP and phone factors, challenging and verifying them (which raises the session
+//! to `aal2` with a `totp` or `mfa/phone` amr claim), removing them, and the admin's factor
+//! routes. A phone challenge sends its code through [`super::phone::deliver`] (the SMS
+//! provider or the Send SMS hook) inside the transaction that stores the challenge, so a
+//! failed send leaves no challenge; the code is stored in `mfa_challenges.otp_code` as GoTrue
+//! stores it without database encryption. The lockout below covers phone codes too.
 //!
 //! TOTP is RFC 6238 as GoTrue runs it (`pquerna/otp`: SHA-1, 6 digits, 30 s, one step of skew
 //! each way), computed by the `totp-rs` crate and compared in constant time. Beyond GoTrue:
@@ -175,10 +179,11 @@ pub async fn enroll(
             "MFA enroll is disabled for TOTP",
         )),
         mfa::TOTP => enroll_totp(state, auth, session_id, params, client).await,
-        mfa::PHONE => Err(ApiError::unprocessable(
+        mfa::PHONE if !mfa_config.phone.switches.enroll_enabled => Err(ApiError::unprocessable(
             ErrorCode::MfaPhoneEnrollNotEnabled,
             "MFA enroll is disabled for Phone",
         )),
+        mfa::PHONE => enroll_phone(state, auth, session_id, params, client).await,
         mfa::WEBAUTHN => Err(ApiError::unprocessable(
             ErrorCode::MfaWebauthnEnrollNotEnabled,
             "MFA enroll is disabled for WebAuthn",
@@ -282,13 +287,7 @@ async fn enroll_totp(
                 now,
             },
         )
-        .map_err(|e| {
-            if db::is_unique_violation(&e, "mfa_factors_user_friendly_name_unique") {
-                name_conflict(&name)
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| insert_error(e, &name))?;
         audit(
             conn,
             &tx_state,
@@ -310,6 +309,84 @@ async fn enroll_totp(
         }),
         phone: String::new(),
     })
+}
+
+/// `POST /factors` with `factor_type: phone` (GoTrue `enrollPhoneFactor`): an unverified
+/// phone factor; the same number's unverified factors are replaced, a verified one is 422.
+async fn enroll_phone(
+    state: &Arc<AppState>,
+    auth: AuthenticatedUser,
+    session_id: Uuid,
+    params: EnrollParams,
+    client: ClientInfo,
+) -> ApiResult<Enrolled> {
+    let raw_phone = params.phone.unwrap_or_default();
+    if raw_phone.is_empty() {
+        return Err(ApiError::validation(
+            "Phone number required to enroll Phone factor",
+        ));
+    }
+    let default_cc = state.config.accounts.phone_default_country_code.as_deref();
+    let phone = super::validate::phone(&raw_phone, default_cc)
+        .map_err(|_| ApiError::validation("Invalid phone number format (E.164 required)"))?;
+    let friendly_name = params.friendly_name.unwrap_or_default();
+    super::validate::no_nul("friendly_name", &friendly_name)?;
+    let user = auth.user;
+    let factor_id = Uuid::new_v4();
+    let tx_state = state.clone();
+    let name = friendly_name.clone();
+    db::transaction(&state.pool, move |conn| {
+        let now = db_now();
+        for f in mfa::for_user(conn, user.id)? {
+            if f.factor_type == mfa::PHONE && f.phone == phone {
+                if f.is_verified() {
+                    return Err(ApiError::unprocessable(
+                        ErrorCode::MfaVerifiedFactorExists,
+                        "A verified phone factor already exists, unenroll the existing factor to continue",
+                    ));
+                }
+                mfa::delete(conn, f.id)?;
+            }
+        }
+        check_room_for_factor(conn, &tx_state, user.id, session_id, &name, now)?;
+        mfa::insert(
+            conn,
+            &NewFactor {
+                id: factor_id,
+                user_id: user.id,
+                friendly_name: &name,
+                factor_type: mfa::PHONE,
+                secret: None,
+                phone: Some(&phone),
+                now,
+            },
+        )
+        .map_err(|e| insert_error(e, &name))?;
+        audit(
+            conn,
+            &tx_state,
+            &user,
+            "factor_in_progress",
+            json!({"factor_id": factor_id, "factor_type": mfa::PHONE}),
+            &client,
+        )
+    })
+    .await?;
+    Ok(Enrolled {
+        id: factor_id,
+        factor_type: mfa::PHONE,
+        friendly_name,
+        totp: None,
+        phone: raw_phone,
+    })
+}
+
+fn insert_error(e: diesel::result::Error, name: &str) -> ApiError {
+    if db::is_unique_violation(&e, "mfa_factors_user_friendly_name_unique") {
+        name_conflict(name)
+    } else {
+        e.into()
+    }
 }
 
 /// 160 random bits, base32 without padding (what GoTrue's `totp.Generate` makes).
@@ -399,27 +476,53 @@ pub async fn challenge(
     state: &Arc<AppState>,
     auth: AuthenticatedUser,
     factor_id: Uuid,
+    channel: Option<String>,
     client: ClientInfo,
 ) -> ApiResult<Challenged> {
     caller_session(&auth)?;
-    let tx_state = state.clone();
     let user = auth.user;
-    db::transaction(&state.pool, move |conn| {
+    let user_id = user.id;
+    let factor = db::run(&state.pool, move |conn| {
+        mfa::find_owned(conn, user_id, factor_id)?.ok_or_else(factor_not_found)
+    })
+    .await?;
+    verification_enabled(state, &factor.factor_type)?;
+    let phone = factor.factor_type == mfa::PHONE;
+    if phone {
+        super::phone::ensure_sms_channel(channel.as_deref())?;
+        ensure_phone_challenge_allowed(state, &factor, db_now())?;
+        super::phone::spend_send_limits(state, &factor.phone).await?;
+    }
+    let rt = tokio::runtime::Handle::current();
+    let tx_state = state.clone();
+    let outside = if phone {
+        state.config.sms.timeout
+    } else {
+        std::time::Duration::ZERO
+    };
+    db::transaction_calling_out(&state.pool, outside, move |conn| {
+        let state = &tx_state;
         let factor = owned_factor(conn, user.id, factor_id)?;
-        verification_enabled(&tx_state, &factor.factor_type)?;
         let now = db_now();
         let challenge_id = Uuid::new_v4();
-        mfa::insert_challenge(
-            conn,
-            challenge_id,
-            factor.id,
-            &client_ip(&client),
-            None,
-            now,
-        )?;
+        let code = if factor.factor_type == mfa::PHONE {
+            ensure_phone_challenge_allowed(state, &factor, now)?;
+            let phone_config = &state.config.mfa.phone;
+            let code = super::otp::OneTimeCode::generate(&factor.phone, phone_config.otp_length);
+            Some(code)
+        } else {
+            None
+        };
+        // GoTrue stores a phone challenge's code as it was sent (without database encryption).
+        let otp = code.as_ref().map(|c| c.otp.as_str());
+        mfa::insert_challenge(conn, challenge_id, factor.id, &client_ip(&client), otp, now)?;
+        if let Some(otp) = otp {
+            let text = state.config.mfa.phone.template.replace("{{ .Code }}", otp);
+            super::phone::deliver(conn, state, &rt, &user, &factor.phone, otp, &text)?;
+        }
         audit(
             conn,
-            &tx_state,
+            state,
             &user,
             "challenge_created",
             json!({"factor_id": factor.id, "factor_status": factor.status}),
@@ -428,18 +531,34 @@ pub async fn challenge(
         Ok(Challenged {
             id: challenge_id,
             factor_type: factor.factor_type,
-            expires_at: (now + expiry(&tx_state)).timestamp(),
+            expires_at: (now + expiry(state)).timestamp(),
         })
     })
     .await
 }
 
-/// GoTrue's `*_verify_enabled` switches, for challenges and verifications. Phone and
-/// WebAuthn factors are not served yet, whatever the switches say.
+/// 429 `over_sms_send_rate_limit` when the phone factor's last code went out less than
+/// `GOTRUE_MFA_PHONE_MAX_FREQUENCY` ago.
+fn ensure_phone_challenge_allowed(
+    state: &AppState,
+    factor: &Factor,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    super::otp::ensure_resend_allowed(
+        factor.last_challenged_at,
+        state.config.mfa.phone.max_frequency,
+        now,
+        ErrorCode::OverSmsSendRateLimit,
+    )
+}
+
+/// GoTrue's `*_verify_enabled` switches, for challenges and verifications. WebAuthn factors
+/// are not served yet, whatever the switches say.
 fn verification_enabled(state: &AppState, factor_type: &str) -> ApiResult<()> {
     let (code, name) = match factor_type {
         mfa::TOTP if state.config.mfa.totp.verify_enabled => return Ok(()),
         mfa::TOTP => (ErrorCode::MfaTotpVerifyNotEnabled, "TOTP"),
+        mfa::PHONE if state.config.mfa.phone.switches.verify_enabled => return Ok(()),
         mfa::PHONE => (ErrorCode::MfaPhoneVerifyNotEnabled, "Phone"),
         _ => (ErrorCode::MfaWebauthnVerifyNotEnabled, "WebAuthn"),
     };
@@ -536,21 +655,32 @@ fn verify_in(
             format!("Too many invalid MFA codes; try again in {wait} seconds"),
         ));
     }
-    let secret = factor.secret.as_deref().unwrap_or("");
-    let step = matching_totp_step(secret, &code, now.timestamp(), attempts.last_totp_step)
-        .map_err(ApiError::internal)?;
-    let Some(step) = step else {
+    let (valid, last_totp_step, failure) = if factor.factor_type == mfa::PHONE {
+        let sent = challenge.otp_code.as_deref().unwrap_or("");
+        let valid = !sent.is_empty() && crate::auth::secure_eq(sent.as_bytes(), code.as_bytes());
+        (
+            valid,
+            attempts.last_totp_step,
+            "Invalid MFA Phone code entered",
+        )
+    } else {
+        let secret = factor.secret.as_deref().unwrap_or("");
+        let step = matching_totp_step(secret, &code, now.timestamp(), attempts.last_totp_step)
+            .map_err(ApiError::internal)?;
+        (step.is_some(), step, "Invalid TOTP code entered")
+    };
+    if !valid {
         record_failure(conn, state, &factor, &mut attempts, now)?;
         return Ok(Verified::Refused(ApiError::unprocessable(
             ErrorCode::MfaVerificationFailed,
-            "Invalid TOTP code entered",
+            failure,
         )));
-    };
+    }
     mfa::save_attempts(
         conn,
         factor.id,
         &Attempts {
-            last_totp_step: Some(step),
+            last_totp_step,
             failed_attempts: 0,
             locked_until: None,
         },

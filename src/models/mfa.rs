@@ -80,6 +80,21 @@ pub fn find_owned_for_update(
     .optional()
 }
 
+/// The factor if `user_id` owns it (no lock).
+pub fn find_owned(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    factor_id: Uuid,
+) -> QueryResult<Option<Factor>> {
+    crate::db::prepared(format!(
+        "SELECT {FACTOR_COLUMNS} FROM auth.mfa_factors WHERE id = $1 AND user_id = $2"
+    ))
+    .bind::<SqlUuid, _>(factor_id)
+    .bind::<SqlUuid, _>(user_id)
+    .get_result(conn)
+    .optional()
+}
+
 /// A new factor (always unverified).
 pub struct NewFactor<'a> {
     pub id: Uuid,

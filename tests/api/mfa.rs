@@ -760,3 +760,150 @@ async fn admin_lists_renames_and_deletes_factors() {
         1
     );
 }
+
+/// weauth with phone MFA on and the Send SMS hook capturing every message (see phone_otp.rs).
+fn phone_app(extra: &[(&str, &str)]) -> TestApp {
+    let mut env = vec![
+        ("GOTRUE_MFA_PHONE_ENROLL_ENABLED", "true"),
+        ("GOTRUE_MFA_PHONE_VERIFY_ENABLED", "true"),
+        ("GOTRUE_MFA_PHONE_MAX_FREQUENCY", "0"),
+    ];
+    env.extend_from_slice(extra);
+    crate::phone_otp::app(&env)
+}
+
+const MFA_PHONE: &str = "8613900139000";
+
+async fn enroll_phone(app: &TestApp, token: &str, phone: &str) -> reqwest::Response {
+    call(
+        app,
+        Method::POST,
+        "/auth/v1/factors",
+        token,
+        Some(json!({"factor_type": "phone", "phone": phone, "friendly_name": phone})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn phone_factor_sends_a_code_by_sms_and_verifies_to_aal2() {
+    let app = phone_app(&[("GOTRUE_MFA_PHONE_TEMPLATE", "Your login code: {{ .Code }}")]);
+    let session = app.signup_email("phone-mfa@example.com", PASSWORD).await;
+    let token = access(&session);
+    expect_error(
+        call(
+            &app,
+            Method::POST,
+            "/auth/v1/factors",
+            token,
+            Some(json!({"factor_type": "phone"})),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    expect_error(
+        enroll_phone(&app, token, "not a phone").await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    let enrolled = expect_json(enroll_phone(&app, token, "+8613900139000").await, 200).await;
+    assert_eq!(enrolled["type"], "phone");
+    assert_eq!(enrolled["phone"], "+8613900139000");
+    assert!(enrolled.get("totp").is_none());
+    let factor = enrolled["id"].as_str().unwrap();
+    // Enrolling the same number again replaces the unverified factor.
+    let again = expect_json(enroll_phone(&app, token, "+8613900139000").await, 200).await;
+    assert_eq!(app.db.count("auth.mfa_factors"), 1);
+    let factor_id = again["id"].as_str().unwrap().to_string();
+    assert_ne!(factor_id, factor);
+    let factor = factor_id.as_str();
+    let user = expect_json(app.get_auth("/auth/v1/user", token).await, 200).await;
+    assert_eq!(user["factors"][0]["phone"], MFA_PHONE);
+
+    let bad_channel = call(
+        &app,
+        Method::POST,
+        &format!("/auth/v1/factors/{factor}/challenge"),
+        token,
+        Some(json!({"channel": "whatsapp"})),
+    )
+    .await;
+    expect_error(bad_channel, 400, "validation_failed").await;
+    let c = expect_json(challenge(&app, token, factor).await, 200).await;
+    assert_eq!(c["type"], "phone");
+    let sent = crate::phone_otp::codes(&app, MFA_PHONE);
+    assert_eq!(sent.len(), 1);
+    let otp = &sent[0];
+    assert_eq!(otp.len(), 6);
+    assert_eq!(
+        app.db.scalar(&format!(
+            "SELECT count(*) FROM public.sms_outbox WHERE payload->'sms'->>'otp' = '{otp}'"
+        )),
+        1
+    );
+    let cid = c["id"].as_str().unwrap();
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    expect_error(
+        verify(&app, token, factor, cid, wrong).await,
+        422,
+        "mfa_verification_failed",
+    )
+    .await;
+    let verified = expect_json(verify(&app, token, factor, cid, otp).await, 200).await;
+    assert_eq!(claims(access(&verified))["aal"], "aal2");
+    assert_eq!(amr_methods(access(&verified)), ["mfa/phone", "password"]);
+    assert_eq!(verified["user"]["factors"][0]["status"], "verified");
+    // The challenge's code works once.
+    expect_error(
+        verify(&app, access(&verified), factor, cid, otp).await,
+        422,
+        "mfa_ip_address_mismatch",
+    )
+    .await;
+    // A verified number cannot be enrolled twice.
+    expect_error(
+        enroll_phone(&app, access(&verified), "+8613900139000").await,
+        422,
+        "mfa_verified_factor_exists",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn phone_challenges_respect_the_send_interval_and_the_switches() {
+    let app = phone_app(&[("GOTRUE_MFA_PHONE_MAX_FREQUENCY", "60s")]);
+    let session = app.signup_email("phone-rate@example.com", PASSWORD).await;
+    let token = access(&session);
+    let enrolled = expect_json(enroll_phone(&app, token, "+8613900139000").await, 200).await;
+    let factor = enrolled["id"].as_str().unwrap();
+    expect_json(challenge(&app, token, factor).await, 200).await;
+    expect_error(
+        challenge(&app, token, factor).await,
+        429,
+        "over_sms_send_rate_limit",
+    )
+    .await;
+    assert_eq!(crate::phone_otp::codes(&app, MFA_PHONE).len(), 1);
+
+    // A send the provider refuses leaves no challenge behind.
+    let app = phone_app(&[]);
+    let session = app.signup_email("phone-fail@example.com", PASSWORD).await;
+    let token = access(&session);
+    let enrolled = expect_json(enroll_phone(&app, token, "+8613999999999").await, 200).await;
+    let res = challenge(&app, token, enrolled["id"].as_str().unwrap()).await;
+    assert!(res.status().is_client_error() || res.status().is_server_error());
+    assert_eq!(app.db.count("auth.mfa_challenges"), 0);
+
+    // Phone MFA is off by default.
+    let app = TestApp::spawn();
+    let session = app.signup_email("phone-off@example.com", PASSWORD).await;
+    expect_error(
+        enroll_phone(&app, access(&session), "+8613900139000").await,
+        422,
+        "mfa_phone_enroll_not_enabled",
+    )
+    .await;
+}
