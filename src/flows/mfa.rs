@@ -273,29 +273,16 @@ async fn enroll_totp(
     let name = friendly_name.clone();
     let stored_secret = secret.clone();
     db::transaction(&state.pool, move |conn| {
-        let now = db_now();
-        check_room_for_factor(conn, &tx_state, user.id, session_id, &name, now)?;
-        mfa::insert(
-            conn,
-            &NewFactor {
-                id: factor_id,
-                user_id: user.id,
-                friendly_name: &name,
-                factor_type: TOTP,
-                secret: Some(&stored_secret),
-                phone: None,
-                now,
-            },
-        )
-        .map_err(|e| insert_error(e, &name))?;
-        audit(
-            conn,
-            &tx_state,
-            &user,
-            "factor_in_progress",
-            json!({"factor_id": factor_id}),
-            &client,
-        )
+        let factor = NewFactor {
+            id: factor_id,
+            user_id: user.id,
+            friendly_name: &name,
+            factor_type: TOTP,
+            secret: Some(&stored_secret),
+            phone: None,
+            now: db_now(),
+        };
+        create_factor(conn, &tx_state, &user, session_id, &factor, &client)
     })
     .await?;
     Ok(Enrolled {
@@ -348,28 +335,16 @@ async fn enroll_phone(
                 mfa::delete(conn, f.id)?;
             }
         }
-        check_room_for_factor(conn, &tx_state, user.id, session_id, &name, now)?;
-        mfa::insert(
-            conn,
-            &NewFactor {
-                id: factor_id,
-                user_id: user.id,
-                friendly_name: &name,
-                factor_type: mfa::PHONE,
-                secret: None,
-                phone: Some(&phone),
-                now,
-            },
-        )
-        .map_err(|e| insert_error(e, &name))?;
-        audit(
-            conn,
-            &tx_state,
-            &user,
-            "factor_in_progress",
-            json!({"factor_id": factor_id, "factor_type": mfa::PHONE}),
-            &client,
-        )
+        let factor = NewFactor {
+            id: factor_id,
+            user_id: user.id,
+            friendly_name: &name,
+            factor_type: mfa::PHONE,
+            secret: None,
+            phone: Some(&phone),
+            now,
+        };
+        create_factor(conn, &tx_state, &user, session_id, &factor, &client)
     })
     .await?;
     Ok(Enrolled {
@@ -379,6 +354,28 @@ async fn enroll_phone(
         totp: None,
         phone: raw_phone,
     })
+}
+
+/// Checks there is room for one more factor, inserts it and writes the audit entry.
+fn create_factor(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: &User,
+    session_id: Uuid,
+    factor: &NewFactor<'_>,
+    client: &ClientInfo,
+) -> ApiResult<()> {
+    check_room_for_factor(
+        conn,
+        state,
+        user.id,
+        session_id,
+        factor.friendly_name,
+        factor.now,
+    )?;
+    mfa::insert(conn, factor).map_err(|e| insert_error(e, factor.friendly_name))?;
+    let traits = json!({"factor_id": factor.id, "factor_type": factor.factor_type});
+    audit(conn, state, user, "factor_in_progress", traits, client)
 }
 
 fn insert_error(e: diesel::result::Error, name: &str) -> ApiError {
