@@ -147,6 +147,13 @@ pub fn delete(conn: &mut PgConnection, factor_id: Uuid) -> QueryResult<usize> {
         .execute(conn)
 }
 
+/// Every factor of the user (GoTrue `DeleteFactorsByUserId`, for soft deletes).
+pub fn delete_for_user(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<usize> {
+    crate::db::prepared("DELETE FROM auth.mfa_factors WHERE user_id = $1")
+        .bind::<SqlUuid, _>(user_id)
+        .execute(conn)
+}
+
 /// Marks the factor verified.
 pub fn set_verified(
     conn: &mut PgConnection,

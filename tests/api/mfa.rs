@@ -759,6 +759,20 @@ async fn admin_lists_renames_and_deletes_factors() {
         app.db.scalar("SELECT count(*) FROM auth.audit_log_entries WHERE payload->>'action' = 'factor_deleted'"),
         1
     );
+
+    // A soft delete removes the user's factors, as in GoTrue.
+    let (aal2, _, _) = user_with_factor(&app, "soft-mfa@example.com").await;
+    let user_id = aal2["user"]["id"].as_str().unwrap();
+    let res = call(
+        &app,
+        Method::DELETE,
+        &format!("/auth/v1/admin/users/{user_id}"),
+        &admin,
+        Some(json!({"should_soft_delete": true})),
+    )
+    .await;
+    expect_json(res, 200).await;
+    assert_eq!(app.db.count("auth.mfa_factors"), 0);
 }
 
 /// weauth with phone MFA on and the Send SMS hook capturing every message (see phone_otp.rs).
