@@ -766,12 +766,15 @@ fn raise_session(
         .into_iter()
         .map(|(method, timestamp)| Amr { method, timestamp })
         .collect();
-    let access = state.tokens.mint(
+    let method = amr_method(&factor.factor_type);
+    let access = super::session::sign_access_token(
+        conn,
+        state,
         &user,
         session_id,
         Aal::Aal2.as_str(),
         amr,
-        Utc::now().timestamp(),
+        method,
     )?;
     let factors = mfa::for_user(conn, user_id)?;
     Ok(Session {

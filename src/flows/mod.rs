@@ -8,6 +8,7 @@
 //!
 //! | Flow | GoTrue |
 //! | --- | --- |
+//! | [`access_token_hook`] the claims a custom access-token hook may return | `tokens/service.go` `validateTokenClaims` |
 //! | [`authenticate`] who the bearer of a token is | `requireAuthentication`, `requireAdmin` |
 //! | [`session`] issuing sessions and refreshing them | `tokens/service.go` |
 //! | [`password`] the password grant | `token.go` `ResourceOwnerPasswordGrant` |
@@ -21,9 +22,11 @@
 //! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
 //! | [`otp`] the one-time codes of SMS and e-mail: generate, store, check | `crypto.GenerateOtp`, `verify.go` `isOtpValid` |
 //! | [`phone`] codes by SMS: `/otp`, `/resend`, `/reauthenticate` for phones | `phone.go`, `otp.go` `SmsOtp` |
+//! | [`phone_merge`] a fresh WeChat account merged into the one owning the phone WeChat vouches for | — |
 //! | [`verify`] a code or e-mail link turned into a session | `verify.go` |
 //! | [`health`] readiness (the database answers) | — |
 
+pub mod access_token_hook;
 pub mod account;
 pub mod admin;
 pub mod authenticate;
@@ -34,6 +37,7 @@ pub mod mfa;
 pub mod otp;
 pub mod password;
 pub mod phone;
+pub mod phone_merge;
 pub mod redirect;
 pub mod session;
 pub mod signup;

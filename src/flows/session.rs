@@ -127,12 +127,14 @@ pub fn issue(
         method: sign_in.method.as_str().to_string(),
         timestamp: now.timestamp(),
     }];
-    let access = state.tokens.mint(
+    let access = sign_access_token(
+        conn,
+        state,
         &user,
         session_id,
         sign_in.aal.as_str(),
         amr,
-        chrono::Utc::now().timestamp(),
+        sign_in.method.as_str(),
     )?;
     Ok(Session {
         user,
@@ -142,6 +144,51 @@ pub fn issue(
         refresh_token,
         access,
     })
+}
+
+/// Signs the session's access token: GoTrue's claims, passed through the custom access-token
+/// hook when one is enabled (GoTrue `internal/tokens/service.go` `generateAccessToken`). A
+/// `pg-functions` hook runs on this transaction; an HTTP hook is called from this blocking
+/// thread. Claims the hook returns are checked before anything is signed.
+pub fn sign_access_token(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: &User,
+    session_id: Uuid,
+    aal: &str,
+    amr: Vec<Amr>,
+    method: &str,
+) -> ApiResult<AccessToken> {
+    let now = chrono::Utc::now().timestamp();
+    let lifetime = token_lifetime(state, user);
+    let Some(hook) = &state.access_token_hook else {
+        return state.tokens.mint(user, session_id, aal, amr, now, lifetime);
+    };
+    let mut claims = state.tokens.claims_for(user, session_id, aal, amr, now);
+    claims.exp = now + lifetime;
+    let input = serde_json::json!({
+        "user_id": user.id,
+        "claims": claims,
+        "authentication_method": method,
+    });
+    let output = if hook.is_pg_function() {
+        hook.call_sql(conn, &input)?
+    } else {
+        let rt = tokio::runtime::Handle::try_current().map_err(ApiError::internal)?;
+        rt.block_on(hook.call_http(&input))?
+    };
+    let claims = super::access_token_hook::checked_claims(output)?;
+    state.tokens.sign_claims(&claims, now)
+}
+
+/// `GOTRUE_JWT_EXP`, or less for a WeChat account that may still be merged into another
+/// (`flows::phone_merge`), so that a token naming it is soon refreshed into the other's.
+fn token_lifetime(state: &AppState, user: &User) -> i64 {
+    let normal = state.tokens.lifetime();
+    match super::phone_merge::provisional_lifetime(state, user, chrono::Utc::now()) {
+        Some(short) => short.min(normal),
+        None => normal,
+    }
 }
 
 /// What a refresh did. A replayed token outside the reuse interval revokes its session; that
@@ -269,9 +316,7 @@ pub fn refresh(
         .into_iter()
         .map(|(method, timestamp)| Amr { method, timestamp })
         .collect();
-    let access = state
-        .tokens
-        .mint(&user, session_id, &aal, amr, chrono::Utc::now().timestamp())?;
+    let access = sign_access_token(conn, state, &user, session_id, &aal, amr, "token_refresh")?;
     let factors = mfa::for_user(conn, user.id)?;
     Ok(RefreshOutcome::Issued(Session {
         user,
