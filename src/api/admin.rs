@@ -103,8 +103,10 @@ pub async fn admin_user_get(
     _admin: AdminAuth,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let (user, identities) = admin::get(&state, parse_user_id(&path)?).await?;
-    Ok(user_response(&user, &identities))
+    let (user, identities, factors) = admin::get(&state, parse_user_id(&path)?).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(no_store())
+        .json(user.to_json(Some(&identities)).with_factors(&factors)))
 }
 
 pub async fn admin_user_update(

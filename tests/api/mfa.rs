@@ -687,6 +687,20 @@ async fn admin_lists_renames_and_deletes_factors() {
     assert_eq!(list[0]["phone"], "");
     assert!(list[0]["last_challenged_at"].is_string());
 
+    let user = expect_json(
+        call(
+            &app,
+            Method::GET,
+            &format!("/auth/v1/admin/users/{user_id}"),
+            &admin,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(user["factors"][0]["id"], factor.as_str());
+
     let renamed = expect_json(
         call(
             &app,
