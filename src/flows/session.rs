@@ -194,7 +194,7 @@ fn token_lifetime(state: &AppState, user: &User) -> i64 {
 /// What a refresh did. A replayed token outside the reuse interval revokes its session; that
 /// must be committed, so it is an outcome here and becomes an error after the transaction.
 pub enum RefreshOutcome {
-    Issued(Session),
+    Issued(Box<Session>),
     Reused,
 }
 
@@ -220,7 +220,7 @@ pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Se
     let outcome =
         db::transaction(&state.pool, move |conn| refresh(conn, &tx_state, &token)).await?;
     match outcome {
-        RefreshOutcome::Issued(session) => Ok(session),
+        RefreshOutcome::Issued(session) => Ok(*session),
         RefreshOutcome::Reused => Err(ApiError::bad_request(
             ErrorCode::RefreshTokenAlreadyUsed,
             "Invalid Refresh Token: Already Used",
@@ -318,14 +318,14 @@ pub fn refresh(
         .collect();
     let access = sign_access_token(conn, state, &user, session_id, &aal, amr, "token_refresh")?;
     let factors = mfa::for_user(conn, user.id)?;
-    Ok(RefreshOutcome::Issued(Session {
+    Ok(RefreshOutcome::Issued(Box::new(Session {
         user,
         identities,
         factors,
         session_id,
         refresh_token: issued,
         access,
-    }))
+    })))
 }
 
 /// True when the live token `current` was reissued (handed out again through the reuse
