@@ -183,8 +183,13 @@ mod tests {
             open: 0,
             max: 1,
         });
-        assert!(text.contains(r#"weauth_sms_sends_total{outcome="ok",provider="aliyun"}"#), "{text}");
-        assert!(text.contains(r#"weauth_sms_sends_total{outcome="rate_limited",provider="tencent"}"#));
+        assert!(
+            text.contains(r#"weauth_sms_sends_total{outcome="ok",provider="aliyun"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"weauth_sms_sends_total{outcome="rate_limited",provider="tencent"}"#)
+        );
         assert!(text.contains(r#"weauth_sms_send_duration_seconds_bucket{outcome="ok",provider="aliyun",le="0.25"}"#), "{text}");
     }
 }

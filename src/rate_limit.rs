@@ -52,6 +52,9 @@ pub enum Limit {
     /// SMS sent to one number, per hour (key: the number), against SMS pumping (toll fraud
     /// through premium numbers), which a per-client limit does not stop.
     SmsPerNumber,
+    /// MFA challenges and verifications (`POST /factors/{id}/challenge` and `/verify`), per
+    /// minute as in GoTrue.
+    MfaChallengeAndVerify,
 }
 
 /// The key of limits that count for the whole server rather than per client.
@@ -77,6 +80,7 @@ impl Limit {
             Limit::Verify => "GOTRUE_RATE_LIMIT_VERIFY",
             Limit::SmsSent => "GOTRUE_RATE_LIMIT_SMS_SENT",
             Limit::SmsPerNumber => "WEAUTH_RATE_LIMIT_SMS_PER_NUMBER",
+            Limit::MfaChallengeAndVerify => "GOTRUE_MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY",
         }
     }
 
@@ -87,6 +91,7 @@ impl Limit {
             Limit::AnonymousUsers | Limit::SmsSent | Limit::SmsPerNumber => {
                 Duration::from_secs(3600)
             }
+            Limit::MfaChallengeAndVerify => Duration::from_secs(60),
             _ => WINDOW,
         }
     }
@@ -95,6 +100,7 @@ impl Limit {
     pub fn default_per_window(self) -> u32 {
         match self {
             Limit::Token | Limit::WechatLogin => 150,
+            Limit::MfaChallengeAndVerify => 15,
             Limit::Password
             | Limit::Otp
             | Limit::WechatPhone
@@ -121,6 +127,9 @@ impl Limit {
             Limit::Verify => "POST and GET /verify",
             Limit::SmsSent => "SMS sent by this server, per hour (all clients together)",
             Limit::SmsPerNumber => "SMS sent to one phone number, per hour",
+            Limit::MfaChallengeAndVerify => {
+                "MFA challenges and verifications (POST /factors/{id}/challenge, /verify), per minute"
+            }
         }
     }
 }

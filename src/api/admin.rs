@@ -93,7 +93,7 @@ pub async fn admin_user_create(
     Ok(user_response(&user, &identities))
 }
 
-fn parse_user_id(raw: &str) -> ApiResult<Uuid> {
+pub(super) fn parse_user_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::not_found(ErrorCode::ValidationFailed, "user_id must be an UUID"))
 }
@@ -103,8 +103,10 @@ pub async fn admin_user_get(
     _admin: AdminAuth,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let (user, identities) = admin::get(&state, parse_user_id(&path)?).await?;
-    Ok(user_response(&user, &identities))
+    let (user, identities, factors) = admin::get(&state, parse_user_id(&path)?).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(no_store())
+        .json(user.to_json(Some(&identities)).with_factors(&factors)))
 }
 
 pub async fn admin_user_update(

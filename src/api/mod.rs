@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod email;
 pub mod extract;
+pub mod factors;
 pub mod health;
 pub mod logout;
 pub mod otp;
@@ -87,6 +88,29 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::DELETE,
             "/admin/users/{user_id}",
             admin::admin_user_delete,
+        ),
+        endpoint(M::POST, "/factors", factors::enroll),
+        endpoint(
+            M::POST,
+            "/factors/{factor_id}/challenge",
+            factors::challenge,
+        ),
+        endpoint(M::POST, "/factors/{factor_id}/verify", factors::verify),
+        endpoint(M::DELETE, "/factors/{factor_id}", factors::unenroll),
+        endpoint(
+            M::GET,
+            "/admin/users/{user_id}/factors",
+            factors::admin_list,
+        ),
+        endpoint(
+            M::PUT,
+            "/admin/users/{user_id}/factors/{factor_id}",
+            factors::admin_update,
+        ),
+        endpoint(
+            M::DELETE,
+            "/admin/users/{user_id}/factors/{factor_id}",
+            factors::admin_delete,
         ),
         endpoint(M::GET, "/wechat_mini/login", wechat_mini::login),
         endpoint(M::POST, "/wechat_mini/login", wechat_mini::login),

@@ -35,7 +35,10 @@ pub fn token_response(
             expires_in: session.access.expires_in,
             expires_at: session.access.expires_at,
             refresh_token: &session.refresh_token,
-            user: session.user.to_json(Some(&session.identities)),
+            user: session
+                .user
+                .to_json(Some(&session.identities))
+                .with_factors(&session.factors),
             weak_password,
         })
 }

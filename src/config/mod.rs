@@ -12,6 +12,7 @@ mod database;
 mod hooks;
 mod jwt;
 mod mail;
+mod mfa;
 mod rate_limits;
 mod security;
 mod server;
@@ -29,6 +30,7 @@ pub use jwt::{
     generate_key, parse_keys, JwtConfig, JwtKey, KeyAlgorithm, PublicKey, DEV_JWT_SECRET,
 };
 pub use mail::{MailConfig, MailLocale, MailTemplate, SmtpConfig, SmtpTls};
+pub use mfa::{FactorSwitches, MfaConfig, PhoneMfaConfig, WebAuthnRpConfig};
 pub use rate_limits::RateLimitConfig;
 pub use security::SecurityConfig;
 pub use server::{MetricsAddress, ServerConfig};
@@ -76,6 +78,7 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub sms: SmsConfig,
     pub mail: MailConfig,
+    pub mfa: MfaConfig,
 }
 
 impl Config {
@@ -106,6 +109,7 @@ impl Config {
             wechat: WechatConfig::read(&v)?,
             sms: SmsConfig::read(&v, &hooks)?,
             mail: MailConfig::read(&v)?,
+            mfa: MfaConfig::read(&v)?,
             hooks,
             jwt,
         };

@@ -144,7 +144,8 @@ impl WechatConfig {
                 n @ 20..=3600 => n,
                 _ => {
                     return Err(ConfigError(
-                        "WEAUTH_WECHAT_PROVISIONAL_JWT_EXP must be between 20 and 3600 seconds".into(),
+                        "WEAUTH_WECHAT_PROVISIONAL_JWT_EXP must be between 20 and 3600 seconds"
+                            .into(),
                     ))
                 }
             },

@@ -170,6 +170,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    auth.mfa_challenges (id) {
+        id -> Uuid,
+        factor_id -> Uuid,
+        created_at -> Timestamptz,
+        verified_at -> Nullable<Timestamptz>,
+        ip_address -> Inet,
+        otp_code -> Nullable<Text>,
+        web_authn_session_data -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    weauth.mfa_factor_attempts (factor_id) {
+        factor_id -> Uuid,
+        last_totp_step -> Nullable<Int8>,
+        failed_attempts -> Int4,
+        locked_until -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     weauth.wechat_session_keys (app_id, openid) {
         app_id -> Text,
         openid -> Text,
@@ -218,5 +240,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     mfa_amr_claims,
     mfa_factors,
+    mfa_challenges,
     one_time_tokens
 );

@@ -9,7 +9,16 @@ use crate::error::{ApiError, ErrorCode};
 
 /// The claims every token keeps.
 const REQUIRED: [&str; 10] = [
-    "aud", "exp", "iat", "sub", "email", "phone", "role", "aal", "session_id", "is_anonymous",
+    "aud",
+    "exp",
+    "iat",
+    "sub",
+    "email",
+    "phone",
+    "role",
+    "aal",
+    "session_id",
+    "is_anonymous",
 ];
 
 /// The hook's `claims`, checked against GoTrue's schema.
@@ -26,7 +35,10 @@ pub fn checked_claims(output: Value) -> Result<Value, ApiError> {
     for (name, value) in &claims {
         if let Some(expected) = expected_type(name) {
             if !expected.accepts(value) {
-                problems.push(format!("{name}: invalid type, expected {}", expected.name()));
+                problems.push(format!(
+                    "{name}: invalid type, expected {}",
+                    expected.name()
+                ));
             }
         }
     }
@@ -141,7 +153,11 @@ mod tests {
         wrong.insert("app_metadata".into(), json!([]));
         let err = checked_claims(json!({ "claims": wrong })).unwrap_err();
         assert!(err.msg.contains("exp: invalid type"), "{}", err.msg);
-        assert!(err.msg.contains("app_metadata: invalid type"), "{}", err.msg);
+        assert!(
+            err.msg.contains("app_metadata: invalid type"),
+            "{}",
+            err.msg
+        );
 
         for garbage in [json!(null), json!("x"), json!({"claims": 1}), json!({})] {
             assert!(checked_claims(garbage).is_err());

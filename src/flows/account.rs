@@ -572,5 +572,7 @@ pub fn soft_delete(conn: &mut PgConnection, user_id: Uuid) -> ApiResult<()> {
     }
     session::delete_for_user(conn, user_id, None)?;
     identity::delete_for_user(conn, user_id)?;
+    // GoTrue's soft delete removes the factors too (`DeleteFactorsByUserId`).
+    crate::models::mfa::delete_for_user(conn, user_id)?;
     Ok(())
 }

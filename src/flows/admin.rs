@@ -78,9 +78,16 @@ pub async fn list(
     .await
 }
 
-pub async fn get(state: &Arc<AppState>, id: Uuid) -> ApiResult<(User, Vec<Identity>)> {
+/// `GET /admin/users/{id}`: the user with identities and MFA factors (GoTrue loads both).
+pub async fn get(
+    state: &Arc<AppState>,
+    id: Uuid,
+) -> ApiResult<(User, Vec<Identity>, Vec<crate::models::mfa::Factor>)> {
     db::run(&state.pool, move |conn| {
-        user::find_with_identities(conn, id)?.ok_or_else(user_not_found)
+        let (user, identities) =
+            user::find_with_identities(conn, id)?.ok_or_else(user_not_found)?;
+        let factors = crate::models::mfa::for_user(conn, id)?;
+        Ok((user, identities, factors))
     })
     .await
 }

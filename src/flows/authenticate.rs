@@ -9,8 +9,8 @@ use crate::auth::jwt::IncomingClaims;
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::identity::Identity;
-use crate::models::{session, wechat};
 use crate::models::user::{self, User};
+use crate::models::{session, wechat};
 use crate::state::AppState;
 
 /// A signed-in user whose token, user row and session all check out.

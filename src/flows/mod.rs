@@ -17,6 +17,7 @@
 //! | [`linking`] external identities: find, link or create the user | `external.go` `createAccountFromExternalIdentity`, `linking.go` |
 //! | [`admin`] user management with the service role | `admin.go` |
 //! | [`logout`] ending sessions | `logout.go` |
+//! | [`mfa`] MFA factors: enrol, challenge, verify (aal2), unenrol, admin | `mfa.go`, `admin.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
 //! | [`email`] codes and links by e-mail: `/recover`, `/magiclink`, `/otp`, `/invite`, `/resend`, `/reauthenticate`, `generate_link` | `mail.go`, `recover.go`, `magic_link.go`, `invite.go` |
 //! | [`mail`] rendering and sending GoTrue's mails (templates, links, the global cap) | `mailer/templatemailer`, `mail.go` `sendEmail` |
@@ -36,6 +37,7 @@ pub mod health;
 pub mod linking;
 pub mod logout;
 pub mod mail;
+pub mod mfa;
 pub mod otp;
 pub mod password;
 pub mod phone;

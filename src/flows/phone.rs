@@ -63,7 +63,8 @@ pub fn send_code(
         ),
         None => {
             let code = OneTimeCode::generate(phone, sms.otp_length);
-            let message_id = deliver(conn, state, rt, user, phone, &code)?;
+            let text = state.config.sms.template.replace("{{ .Code }}", &code.otp);
+            let message_id = deliver(conn, state, rt, user, phone, &code.otp, &text)?;
             (code, message_id)
         }
     };
@@ -71,13 +72,16 @@ pub fn send_code(
     Ok(message_id)
 }
 
-fn deliver(
+/// Sends `otp` (in `text`) to `phone` through the configured provider or the Send SMS hook;
+/// also used by MFA phone challenges, with their own template.
+pub fn deliver(
     conn: &mut PgConnection,
     state: &AppState,
     rt: &tokio::runtime::Handle,
     user: &User,
     phone: &str,
-    code: &OneTimeCode,
+    otp: &str,
+    text: &str,
 ) -> ApiResult<MessageId> {
     let Some(provider) = &state.sms else {
         return Err(ApiError::unprocessable(
@@ -86,11 +90,10 @@ fn deliver(
         ));
     };
     let user_json = serde_json::to_value(user.to_json(None)).map_err(ApiError::internal)?;
-    let text = state.config.sms.template.replace("{{ .Code }}", &code.otp);
     let message = SmsMessage {
         phone,
-        otp: &code.otp,
-        text: &text,
+        otp,
+        text,
         user: &user_json,
     };
     let sent = if provider.runs_in_database() {

@@ -43,8 +43,8 @@ pub fn enabled(state: &AppState) -> bool {
 /// A WeChat account that may still be merged: created by a mini-program login less than the
 /// merge window ago, with no e-mail, phone, password or anonymity of its own.
 pub fn is_provisional(state: &AppState, user: &User, now: DateTime<Utc>) -> bool {
-    let window = chrono::Duration::from_std(state.config.wechat.phone_merge_window)
-        .unwrap_or_default();
+    let window =
+        chrono::Duration::from_std(state.config.wechat.phone_merge_window).unwrap_or_default();
     let empty = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
     enabled(state)
         && user.created_at.is_some_and(|c| now < c + window)
@@ -124,7 +124,11 @@ pub fn merge(
     changes.add_provider(MINI_PROGRAM_PROVIDER);
     let merged = changes.write(conn, now)?;
     if !state.config.security.audit_log_disable_postgres {
-        let username = merged.email.as_deref().or(merged.phone.as_deref()).unwrap_or("");
+        let username = merged
+            .email
+            .as_deref()
+            .or(merged.phone.as_deref())
+            .unwrap_or("");
         for (actor, action) in [(m.id, "user_deleted"), (w.id, "user_modified")] {
             audit_log::insert(
                 conn,

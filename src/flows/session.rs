@@ -15,6 +15,7 @@ use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::audit_log::{self, AuditEntry};
 use crate::models::identity::Identity;
+use crate::models::mfa::{self, Factor};
 use crate::models::session::{self, NewSession};
 use crate::models::user::{self, User};
 use crate::models::{db_now, refresh_token};
@@ -83,6 +84,9 @@ impl SignIn {
 pub struct Session {
     pub user: User,
     pub identities: Vec<Identity>,
+    /// The user's MFA factors (GoTrue's token responses list them: supabase-js reads
+    /// `session.user.factors` for `getAuthenticatorAssuranceLevel`).
+    pub factors: Vec<Factor>,
     pub session_id: Uuid,
     pub refresh_token: String,
     pub access: AccessToken,
@@ -118,6 +122,7 @@ pub fn issue(
     user.last_sign_in_at = Some(now);
     user.updated_at = Some(now);
     let identities = crate::models::identity::for_user(conn, user.id)?;
+    let factors = mfa::for_user(conn, user.id)?;
     let amr = vec![Amr {
         method: sign_in.method.as_str().to_string(),
         timestamp: now.timestamp(),
@@ -134,6 +139,7 @@ pub fn issue(
     Ok(Session {
         user,
         identities,
+        factors,
         session_id,
         refresh_token,
         access,
@@ -144,7 +150,7 @@ pub fn issue(
 /// hook when one is enabled (GoTrue `internal/tokens/service.go` `generateAccessToken`). A
 /// `pg-functions` hook runs on this transaction; an HTTP hook is called from this blocking
 /// thread. Claims the hook returns are checked before anything is signed.
-fn sign_access_token(
+pub fn sign_access_token(
     conn: &mut PgConnection,
     state: &AppState,
     user: &User,
@@ -311,9 +317,11 @@ pub fn refresh(
         .map(|(method, timestamp)| Amr { method, timestamp })
         .collect();
     let access = sign_access_token(conn, state, &user, session_id, &aal, amr, "token_refresh")?;
+    let factors = mfa::for_user(conn, user.id)?;
     Ok(RefreshOutcome::Issued(Box::new(Session {
         user,
         identities,
+        factors,
         session_id,
         refresh_token: issued,
         access,

@@ -40,6 +40,12 @@ fn log_type(action: &str) -> &'static str {
         "login" | "logout" | "user_signedup" => "account",
         "token_refreshed" | "token_revoked" => "token",
         "user_modified" | "user_updated_password" | "identity_linked" => "user",
+        "factor_in_progress"
+        | "factor_unenrolled"
+        | "challenge_created"
+        | "verification_attempted"
+        | "factor_deleted"
+        | "factor_updated" => "factor",
         _ => "team",
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod audit_log;
 pub mod identity;
+pub mod mfa;
 pub mod one_time_token;
 pub mod refresh_token;
 pub mod session;

@@ -145,3 +145,60 @@ pub fn delete_for_user(
 pub fn delete(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<usize> {
     diesel::delete(sessions::table.find(session_id)).execute(conn)
 }
+
+/// An MFA verification on the session (GoTrue `AddClaimToSession`,
+/// `UpdateAALAndAssociatedFactor`): upserts the amr claim `method` and sets the session to
+/// `aal2` with the factor that got it there. One statement.
+pub fn upgrade_to_aal2(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+    method: &str,
+    factor_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    crate::db::prepared(
+        "WITH a AS (
+           INSERT INTO auth.mfa_amr_claims (id, session_id, created_at, updated_at, authentication_method)
+           VALUES (gen_random_uuid(), $1, $3, $3, $2)
+           ON CONFLICT ON CONSTRAINT mfa_amr_claims_session_id_authentication_method_pkey
+           DO UPDATE SET updated_at = $3
+         )
+         UPDATE auth.sessions SET aal = 'aal2', factor_id = $4, updated_at = $3 WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(session_id)
+    .bind::<Text, _>(method.to_string())
+    .bind::<Timestamptz, _>(now)
+    .bind::<SqlUuid, _>(factor_id)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// GoTrue's `InvalidateSessionsWithAALLessThan(aal2)`: the user's `aal1` sessions end once a
+/// factor is verified.
+pub fn delete_below_aal2(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<usize> {
+    crate::db::prepared("DELETE FROM auth.sessions WHERE user_id = $1 AND aal < 'aal2'")
+        .bind::<SqlUuid, _>(user_id)
+        .execute(conn)
+}
+
+/// GoTrue's `DowngradeSessionsToAAL1` for a removed factor: the sessions it raised lose its
+/// amr claim `method` and go back to `aal1`.
+pub fn downgrade_for_factor(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    factor_id: Uuid,
+    method: &str,
+) -> QueryResult<()> {
+    crate::db::prepared(
+        "WITH d AS (
+           DELETE FROM auth.mfa_amr_claims WHERE authentication_method = $3 AND session_id IN
+             (SELECT id FROM auth.sessions WHERE user_id = $1 AND factor_id = $2)
+         )
+         UPDATE auth.sessions SET aal = 'aal1', factor_id = NULL WHERE user_id = $1 AND factor_id = $2",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<SqlUuid, _>(factor_id)
+    .bind::<Text, _>(method.to_string())
+    .execute(conn)?;
+    Ok(())
+}

@@ -143,6 +143,7 @@ impl User {
             last_sign_in_at: self.last_sign_in_at,
             app_metadata: self.app_metadata(),
             user_metadata: self.user_metadata(),
+            factors: &[],
             identities: identities.map(|ids| ids.iter().map(Identity::to_json).collect()),
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -204,6 +205,9 @@ pub struct UserJson<'a> {
     pub last_sign_in_at: Option<DateTime<Utc>>,
     pub app_metadata: Map<String, Value>,
     pub user_metadata: Map<String, Value>,
+    /// GoTrue's `factors` (omitted when empty); set with [`UserJson::with_factors`].
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub factors: &'a [super::mfa::Factor],
     pub identities: Option<Vec<IdentityJson<'a>>>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -212,6 +216,14 @@ pub struct UserJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
     pub is_anonymous: bool,
+}
+
+impl<'a> UserJson<'a> {
+    /// The user's MFA factors, as GoTrue lists them where it loaded them.
+    pub fn with_factors(mut self, factors: &'a [super::mfa::Factor]) -> Self {
+        self.factors = factors;
+        self
+    }
 }
 
 /// A user with their identities (oldest first): what GoTrue's user JSON shows. One round trip.

@@ -147,7 +147,12 @@ pub fn reassign_session_keys(conn: &mut PgConnection, from: Uuid, into: Uuid) ->
 }
 
 /// Records that `from` was merged into `into` through `app_id`.
-pub fn record_merge(conn: &mut PgConnection, from: Uuid, into: Uuid, app_id: &str) -> QueryResult<()> {
+pub fn record_merge(
+    conn: &mut PgConnection,
+    from: Uuid,
+    into: Uuid,
+    app_id: &str,
+) -> QueryResult<()> {
     use crate::db::schema::merged_users;
     diesel::insert_into(merged_users::table)
         .values((

@@ -33,7 +33,8 @@ fn app_with_function(function_sql: &str, name: &str) -> TestApp {
         .spawn()
 }
 
-const ADD_PLAN: &str = "CREATE FUNCTION public.add_plan(event jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+const ADD_PLAN: &str =
+    "CREATE FUNCTION public.add_plan(event jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   claims jsonb := event->'claims';
   plan text;
@@ -172,7 +173,10 @@ async fn an_http_hook_is_signed_and_its_claims_are_used() {
     let c = claims(session["access_token"].as_str().unwrap());
     assert_eq!(c["tenant"], "acme");
     assert_eq!(session["expires_at"], json!(now + 600));
-    let payload = receiver.payloads().pop().expect("the hook was called, signed");
+    let payload = receiver
+        .payloads()
+        .pop()
+        .expect("the hook was called, signed");
     assert_eq!(payload["user_id"], session["user"]["id"]);
     assert_eq!(payload["authentication_method"], "password");
     assert_eq!(payload["claims"]["email"], "h@example.com");

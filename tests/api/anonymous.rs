@@ -282,7 +282,10 @@ async fn a_guest_binding_wechat_keeps_the_id_and_becomes_permanent() {
         .spawn();
     let guest = sign_in_anonymously(&app, json!({"data": {"cart": 3}})).await;
     let token = guest["access_token"].as_str().unwrap();
-    let code = app.emulator().login_code(crate::support::APP_ID, "guest-dora").await;
+    let code = app
+        .emulator()
+        .login_code(crate::support::APP_ID, "guest-dora")
+        .await;
     let bound = expect_json(
         app.get_auth(&format!("/wechat_mini/bind_account?code={code}"), token)
             .await,
@@ -292,7 +295,10 @@ async fn a_guest_binding_wechat_keeps_the_id_and_becomes_permanent() {
     assert_eq!(bound["id"], guest["user"]["id"]);
     assert_eq!(bound["is_anonymous"], false);
     assert_eq!(bound["user_metadata"]["cart"], 3);
-    let code = app.emulator().login_code(crate::support::APP_ID, "guest-dora").await;
+    let code = app
+        .emulator()
+        .login_code(crate::support::APP_ID, "guest-dora")
+        .await;
     let login = expect_json(
         app.client
             .get(app.url(&format!("/wechat_mini/login?code={code}")))
@@ -303,5 +309,8 @@ async fn a_guest_binding_wechat_keeps_the_id_and_becomes_permanent() {
     )
     .await;
     assert_eq!(login["user"]["id"], guest["user"]["id"]);
-    assert_eq!(claims(login["access_token"].as_str().unwrap())["is_anonymous"], false);
+    assert_eq!(
+        claims(login["access_token"].as_str().unwrap())["is_anonymous"],
+        false
+    );
 }

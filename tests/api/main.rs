@@ -17,6 +17,7 @@ mod health_settings;
 mod inputs;
 mod jwt_claims;
 mod logout;
+mod mfa;
 mod operations;
 mod phone_otp;
 mod races;

@@ -11,7 +11,7 @@ const PHONE: &str = "8613800138000";
 
 /// weauth with the Send SMS hook pointing at `public.capture_sms`, which records the payload
 /// (and fails when the number is `8613999999999`, like a vendor refusing it).
-fn app(extra: &[(&str, &str)]) -> TestApp {
+pub fn app(extra: &[(&str, &str)]) -> TestApp {
     let db = TestDb::migrated();
     db.execute(
         "CREATE TABLE public.sms_outbox (id serial PRIMARY KEY, phone text, otp text, payload jsonb)",
@@ -43,7 +43,7 @@ fn app(extra: &[(&str, &str)]) -> TestApp {
 }
 
 /// The codes sent to `phone`, oldest first.
-fn codes(app: &TestApp, phone: &str) -> Vec<String> {
+pub fn codes(app: &TestApp, phone: &str) -> Vec<String> {
     use diesel::prelude::*;
     #[derive(QueryableByName)]
     struct Row {

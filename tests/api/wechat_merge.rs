@@ -29,8 +29,11 @@ async fn login(app: &TestApp, user: &str) -> Value {
 
 async fn bind_phone(app: &TestApp, token: &str, phone: &str) -> reqwest::Response {
     let code = app.emulator().phone_code(APP_ID, phone).await;
-    app.get_auth(&format!("/auth/v1/wechat_mini/bind_phone?code={code}"), token)
-        .await
+    app.get_auth(
+        &format!("/auth/v1/wechat_mini/bind_phone?code={code}"),
+        token,
+    )
+    .await
 }
 
 /// A web user with a confirmed phone, a password and metadata.
@@ -98,7 +101,10 @@ async fn a_fresh_wechat_account_lands_in_the_web_account_of_its_phone() {
     assert_eq!(refreshed["user"]["id"], w["id"]);
     let w_claims = claims(refreshed["access_token"].as_str().unwrap());
     assert_eq!(w_claims["sub"], w["id"]);
-    assert_eq!(w_claims["session_id"], m_claims["session_id"], "same session");
+    assert_eq!(
+        w_claims["session_id"], m_claims["session_id"],
+        "same session"
+    );
     assert_eq!(
         w_claims["exp"].as_i64().unwrap() - w_claims["iat"].as_i64().unwrap(),
         3600,
@@ -239,7 +245,10 @@ async fn two_simultaneous_binds_merge_once_and_both_answer_the_web_account() {
     let w = web_user(&app).await;
     let m = login(&app, "bob").await;
     let token = m["access_token"].as_str().unwrap().to_string();
-    let (a, b) = tokio::join!(bind_phone(&app, &token, PHONE), bind_phone(&app, &token, PHONE));
+    let (a, b) = tokio::join!(
+        bind_phone(&app, &token, PHONE),
+        bind_phone(&app, &token, PHONE)
+    );
     let a = expect_json(a, 200).await;
     let b = expect_json(b, 200).await;
     assert_eq!(a["id"], w["id"]);

@@ -172,7 +172,11 @@ impl SmsProvider {
 
 /// One line (and one metric sample) per send with the outcome and the provider's code; never
 /// the number's code or credentials.
-fn log_send(provider: &'static str, started: std::time::Instant, result: &Result<SmsSent, SmsError>) {
+fn log_send(
+    provider: &'static str,
+    started: std::time::Instant,
+    result: &Result<SmsSent, SmsError>,
+) {
     let outcome = match result {
         Ok(_) => "ok",
         Err(SmsError::RateLimited { .. }) => "rate_limited",
