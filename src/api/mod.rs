@@ -7,7 +7,9 @@
 pub mod admin;
 pub mod extract;
 pub mod health;
+pub mod identities;
 pub mod logout;
+pub mod oauth;
 pub mod render;
 pub mod settings;
 pub mod signup;
@@ -68,6 +70,17 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/user", user::user_get),
         endpoint(M::PUT, "/user", user::user_update),
         endpoint(M::POST, "/logout", logout::logout),
+        endpoint(M::GET, "/authorize", oauth::authorize),
+        endpoint(M::GET, "/callback", oauth::callback),
+        endpoint(M::POST, "/callback", oauth::callback),
+        endpoint(M::GET, "/user/identities/authorize", identities::link),
+        endpoint(
+            M::DELETE,
+            "/user/identities/{identity_id}",
+            identities::unlink,
+        ),
+        endpoint(M::GET, "/wechat_app/login", oauth::app_login),
+        endpoint(M::POST, "/wechat_app/login", oauth::app_login),
         endpoint(M::GET, "/admin/users", admin::admin_users),
         endpoint(M::POST, "/admin/users", admin::admin_user_create),
         endpoint(M::GET, "/admin/users/{user_id}", admin::admin_user_get),

@@ -17,6 +17,7 @@
 //! | [`admin`] user management with the service role | `admin.go` |
 //! | [`logout`] ending sessions | `logout.go` |
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
+//! | [`oauth`] `/authorize`, `/callback`, the PKCE grant, `linkIdentity`/`unlinkIdentity`, the WeChat website, official-account and native-app logins | `external.go`, `pkce.go`, `identity.go` |
 //! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
 //! | [`health`] readiness (the database answers) | — |
 
@@ -26,6 +27,7 @@ pub mod authenticate;
 pub mod health;
 pub mod linking;
 pub mod logout;
+pub mod oauth;
 pub mod password;
 pub mod redirect;
 pub mod session;

@@ -58,7 +58,8 @@ fn is_regular_hostname(host: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
 }
 
 /// The parts of a URL the checks compare, taken from the text as written (as Go's `url.Parse`
@@ -289,13 +290,31 @@ mod tests {
         assert!(!g("https://*.example.com", "https://a.b.example.com"));
         assert!(!g("https://*.example.com", "https://evil.com/.example.com"));
         assert!(g("https://**.example.com", "https://a.b.example.com"));
-        assert!(g("https://app.example.com/**", "https://app.example.com/a/b?c=d"));
-        assert!(!g("https://app.example.com/*", "https://app.example.com/a/b"));
+        assert!(g(
+            "https://app.example.com/**",
+            "https://app.example.com/a/b?c=d"
+        ));
+        assert!(!g(
+            "https://app.example.com/*",
+            "https://app.example.com/a/b"
+        ));
         assert!(g("http://localhost:300?", "http://localhost:3001"));
-        assert!(g("https://{app,admin}.example.com/**", "https://admin.example.com/x"));
-        assert!(!g("https://{app,admin}.example.com/**", "https://api.example.com/x"));
-        assert!(g("https://app[0-9].example.com", "https://app7.example.com"));
-        assert!(!g("https://app[!0-9].example.com", "https://app7.example.com"));
+        assert!(g(
+            "https://{app,admin}.example.com/**",
+            "https://admin.example.com/x"
+        ));
+        assert!(!g(
+            "https://{app,admin}.example.com/**",
+            "https://api.example.com/x"
+        ));
+        assert!(g(
+            "https://app[0-9].example.com",
+            "https://app7.example.com"
+        ));
+        assert!(!g(
+            "https://app[!0-9].example.com",
+            "https://app7.example.com"
+        ));
         assert!(g("https://x.com/\\*", "https://x.com/*"));
         assert!(!g("https://x.com/\\*", "https://x.com/a"));
         assert!(g("https://x.com/[oops", "https://x.com/[oops"));
@@ -307,8 +326,14 @@ mod tests {
     fn the_site_url_and_loopback_ports_are_allowed() {
         let s = server("https://app.example.com", &[]);
         assert!(is_allowed(&s, "https://app.example.com/welcome?x=1#frag"));
-        assert!(!is_allowed(&s, "http://app.example.com/"), "scheme must match");
-        assert!(!is_allowed(&s, "https://app.example.com:8443/"), "port must match");
+        assert!(
+            !is_allowed(&s, "http://app.example.com/"),
+            "scheme must match"
+        );
+        assert!(
+            !is_allowed(&s, "https://app.example.com:8443/"),
+            "port must match"
+        );
         let local = server("http://localhost:3000", &[]);
         assert!(is_allowed(&local, "http://localhost:5173/cb"));
         assert!(is_allowed(&local, "http://127.0.0.1:9/"), "loopback IP");
@@ -319,7 +344,10 @@ mod tests {
     fn everything_else_needs_the_allow_list() {
         let s = server(
             "https://app.example.com",
-            &["https://*.example.com/**", "com.example.app://login-callback"],
+            &[
+                "https://*.example.com/**",
+                "com.example.app://login-callback",
+            ],
         );
         assert!(is_allowed(&s, "https://admin.example.com/cb"));
         assert!(is_allowed(&s, "com.example.app://login-callback"));
@@ -345,10 +373,17 @@ mod tests {
     fn target_falls_back_to_the_referer_then_the_site_url() {
         let s = server("https://app.example.com", &["https://*.example.com/**"]);
         assert_eq!(
-            target(&s, Some("https://evil.com"), Some("https://admin.example.com/p")),
+            target(
+                &s,
+                Some("https://evil.com"),
+                Some("https://admin.example.com/p")
+            ),
             "https://admin.example.com/p"
         );
-        assert_eq!(target(&s, Some("https://evil.com"), None), "https://app.example.com");
+        assert_eq!(
+            target(&s, Some("https://evil.com"), None),
+            "https://app.example.com"
+        );
         assert_eq!(
             target(&s, Some("https://app.example.com/x"), None),
             "https://app.example.com/x"

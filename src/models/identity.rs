@@ -217,6 +217,11 @@ pub fn touch(
     Ok(())
 }
 
+/// Deletes one identity; false when it was gone already.
+pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<bool> {
+    Ok(diesel::delete(identities::table.find(id)).execute(conn)? == 1)
+}
+
 pub fn delete_for_user(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<usize> {
     diesel::delete(identities::table.filter(identities::user_id.eq(user_id))).execute(conn)
 }

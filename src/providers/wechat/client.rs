@@ -120,9 +120,9 @@ pub struct QrCodeRequest {
 /// One shared HTTP client with timeouts, pointed at WeChat or the emulator.
 #[derive(Clone)]
 pub struct WechatClient {
-    http: reqwest::Client,
-    base_url: String,
-    timeout: Duration,
+    pub(super) http: reqwest::Client,
+    pub(super) base_url: String,
+    pub(super) timeout: Duration,
     qrcode_timeout: Duration,
 }
 
@@ -283,7 +283,7 @@ where
 }
 
 /// Sends, reads the whole body and parses it: errcode ≠ 0 is an error whatever the status.
-async fn json_call<T: DeserializeOwned>(
+pub(super) async fn json_call<T: DeserializeOwned>(
     request: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
 ) -> Result<T, WechatError> {
     let res = request.await.map_err(transport)?;
