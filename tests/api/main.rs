@@ -14,6 +14,7 @@ mod health_settings;
 mod inputs;
 mod jwt_claims;
 mod logout;
+mod oauth;
 mod operations;
 mod races;
 mod rate_limits;
