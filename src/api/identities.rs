@@ -10,18 +10,25 @@ use crate::error::{no_store, ApiError, ApiResult, ErrorCode};
 use crate::flows::oauth;
 use crate::state::AppState;
 
+/// GoTrue's `requireManualLinkingEnabled`, on both identity routes.
+fn manual_linking(state: &AppState) -> ApiResult<()> {
+    if state.config.external.manual_linking_enabled {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            ErrorCode::ManualLinkingDisabled,
+            "Manual linking is disabled",
+        ))
+    }
+}
+
 pub async fn link(
     state: web::Data<AppState>,
     req: HttpRequest,
     AuthUser(auth): AuthUser,
     query: web::Query<AuthorizeQuery>,
 ) -> ApiResult<HttpResponse> {
-    if !state.config.external.manual_linking_enabled {
-        return Err(ApiError::not_found(
-            ErrorCode::ManualLinkingDisabled,
-            "Manual linking is disabled",
-        ));
-    }
+    manual_linking(&state)?;
     let query = query.into_inner();
     let skip = query.skip_http_redirect.as_deref() == Some("true");
     let url = oauth::authorize(&state, query.into_request(&req, Some(auth.user.id))).await?;
@@ -40,6 +47,7 @@ pub async fn unlink(
     Client(client): Client,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    manual_linking(&state)?;
     oauth::unlink(&state, auth.user.id, &path.into_inner(), client).await?;
     Ok(HttpResponse::Ok().insert_header(no_store()).json(json!({})))
 }

@@ -587,6 +587,18 @@ async fn link_and_unlink_identities() {
         )
         .await;
     expect_error(res, 404, "manual_linking_disabled").await;
+    let me = user_of(&locked, signed_up["access_token"].as_str().unwrap()).await;
+    let res = locked
+        .client
+        .delete(locked.url(&format!(
+            "/user/identities/{}",
+            me["identities"][0]["identity_id"].as_str().unwrap()
+        )))
+        .bearer_auth(signed_up["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, 404, "manual_linking_disabled").await;
 }
 
 #[actix_web::test]

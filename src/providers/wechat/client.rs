@@ -166,13 +166,7 @@ impl WechatClient {
                 .timeout(self.timeout)
                 .send()
         };
-        let first = json_call(send()).await;
-        match first {
-            Err(WechatError::Api { errcode: -1, .. }) | Err(WechatError::Unreachable(_)) => {
-                json_call(send()).await
-            }
-            other => other,
-        }
+        unless_consumed(send).await
     }
 
     /// `POST /cgi-bin/stable_token` in normal mode (never `force_refresh`: it is capped at 20/day).
@@ -210,13 +204,7 @@ impl WechatClient {
                 .timeout(self.timeout)
                 .send()
         };
-        let first = json_call::<Answer>(send()).await;
-        let answer = match first {
-            Err(WechatError::Api { errcode: -1, .. }) | Err(WechatError::Unreachable(_)) => {
-                json_call::<Answer>(send()).await
-            }
-            other => other,
-        }?;
+        let answer: Answer = unless_consumed(send).await?;
         Ok(answer.phone_info)
     }
 
@@ -264,6 +252,22 @@ fn transport(e: reqwest::Error) -> WechatError {
         WechatError::Unreachable(e.to_string())
     } else {
         WechatError::Garbage(e.to_string())
+    }
+}
+
+/// Sends a request that spends a single-use code, once more only when the first attempt
+/// certainly did not spend it: a `-1` answer or a connection that was never made.
+pub(super) async fn unless_consumed<T, F, Fut>(send: F) -> Result<T, WechatError>
+where
+    T: DeserializeOwned,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
+{
+    match json_call(send()).await {
+        Err(WechatError::Api { errcode: -1, .. }) | Err(WechatError::Unreachable(_)) => {
+            json_call(send()).await
+        }
+        other => other,
     }
 }
 

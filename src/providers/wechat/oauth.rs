@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::client::{json_call, WechatError};
+use super::client::{json_call, unless_consumed, WechatError};
 use super::{failure, record, Api, WechatFailure, WechatService};
 use crate::config::WechatApp;
 
@@ -98,12 +98,7 @@ impl WechatService {
                 .send()
         };
         let started = std::time::Instant::now();
-        let result = match json_call(send()).await {
-            Err(WechatError::Api { errcode: -1, .. }) | Err(WechatError::Unreachable(_)) => {
-                json_call(send()).await
-            }
-            other => other,
-        };
+        let result = unless_consumed(send).await;
         record("oauth_code", &result, started);
         result.map_err(|e| failure(e, Api::OauthCode))
     }

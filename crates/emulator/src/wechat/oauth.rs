@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::state::{openid, random_hex, unionid, WechatEmulator, WxError, CODE_TTL, TOKEN_TTL};
+use super::wechat_api::{param, query};
 use super::{control_error, wx_error, wx_json};
 
 const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -178,18 +179,6 @@ impl OauthState {
     pub fn reset(&mut self) {
         *self = OauthState::default();
     }
-}
-
-fn query(req: &HttpRequest) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
-    }
-    map
-}
-
-fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    q.get(name).map(String::as_str).filter(|v| !v.is_empty())
 }
 
 /// `GET /sns/oauth2/access_token?appid&secret&code&grant_type=authorization_code`
