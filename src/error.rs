@@ -48,6 +48,14 @@ pub enum ErrorCode {
     SamePassword,
     Conflict,
     OverRequestRateLimit,
+    OverSmsSendRateLimit,
+    OtpExpired,
+    OtpDisabled,
+    SmsSendFailed,
+    ReauthenticationNeeded,
+    ReauthenticationNotValid,
+    HookTimeout,
+    HookTimeoutAfterRetry,
     RequestEntityTooLarge,
     RequestTimeout,
     NotFound,
@@ -114,6 +122,14 @@ impl ErrorCode {
             SamePassword => "same_password",
             Conflict => "conflict",
             OverRequestRateLimit => "over_request_rate_limit",
+            OverSmsSendRateLimit => "over_sms_send_rate_limit",
+            OtpExpired => "otp_expired",
+            OtpDisabled => "otp_disabled",
+            SmsSendFailed => "sms_send_failed",
+            ReauthenticationNeeded => "reauthentication_needed",
+            ReauthenticationNotValid => "reauthentication_not_valid",
+            HookTimeout => "hook_timeout",
+            HookTimeoutAfterRetry => "hook_timeout_after_retry",
             RequestEntityTooLarge => "request_entity_too_large",
             RequestTimeout => "request_timeout",
             NotFound => "not_found",
@@ -553,6 +569,58 @@ impl From<crate::providers::wechat::WechatFailure> for ApiError {
                     "WeChat rejected the server's request (errcode {errcode}); check the app id and secret"
                 ),
             ),
+        }
+    }
+}
+
+/// A hook that failed, as GoTrue answers it (`internal/hooks`): the hook's own error status and
+/// message when it answered one, 422 when it could not be reached, else 500.
+impl From<crate::providers::hooks::HookError> for ApiError {
+    fn from(e: crate::providers::hooks::HookError) -> Self {
+        use crate::providers::hooks::HookError;
+        match e {
+            HookError::Answered { http_code, message } => {
+                let status = StatusCode::from_u16(http_code)
+                    .ok()
+                    .filter(|s| s.is_client_error() || s.is_server_error())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                ApiError::new(status, ErrorCode::UnexpectedFailure, message)
+            }
+            HookError::Timeout => ApiError::unprocessable(
+                ErrorCode::HookTimeout,
+                "Failed to reach hook within maximum time",
+            ),
+            HookError::Unreachable(_) => ApiError::unprocessable(
+                ErrorCode::HookTimeoutAfterRetry,
+                "Failed to reach hook after maximum retries",
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// A failed SMS send (`providers::sms`), as GoTrue answers it; the provider's code is logged by
+/// the provider, never the number's code.
+impl From<crate::providers::sms::SmsError> for ApiError {
+    fn from(e: crate::providers::sms::SmsError) -> Self {
+        use crate::providers::sms::SmsError;
+        match e {
+            SmsError::RateLimited { .. } => ApiError::too_many_requests(
+                ErrorCode::OverSmsSendRateLimit,
+                "SMS rate limit exceeded",
+            ),
+            SmsError::InvalidNumber { .. } => {
+                ApiError::validation("Invalid phone number format (E.164 required)")
+            }
+            SmsError::Rejected { .. } | SmsError::Unavailable { .. } => {
+                let mut err = ApiError::unprocessable(
+                    ErrorCode::SmsSendFailed,
+                    "Error sending sms OTP to provider",
+                );
+                err.source = Some(Box::new(e));
+                err
+            }
+            SmsError::Hook(hook) => hook.into(),
         }
     }
 }

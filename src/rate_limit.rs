@@ -45,7 +45,17 @@ pub enum Limit {
     WechatQrcode,
     /// Anonymous sign-ins (`POST /signup` with neither e-mail nor phone), per hour.
     AnonymousUsers,
+    /// `POST /verify` (and `GET`): guessing codes.
+    Verify,
+    /// SMS sent by the whole server, per hour (GoTrue's global counter; key [`GLOBAL`]).
+    SmsSent,
+    /// SMS sent to one number, per hour (key: the number), against SMS pumping (toll fraud
+    /// through premium numbers), which a per-client limit does not stop.
+    SmsPerNumber,
 }
+
+/// The key of limits that count for the whole server rather than per client.
+pub const GLOBAL: &str = "global";
 
 impl Limit {
     /// Every limit, in declaration order (derived by strum, so it cannot miss one).
@@ -64,6 +74,9 @@ impl Limit {
             Limit::WechatPhone => "WEAUTH_RATE_LIMIT_WECHAT_PHONE",
             Limit::WechatQrcode => "WEAUTH_RATE_LIMIT_WECHAT_QRCODE",
             Limit::AnonymousUsers => "GOTRUE_RATE_LIMIT_ANONYMOUS_USERS",
+            Limit::Verify => "GOTRUE_RATE_LIMIT_VERIFY",
+            Limit::SmsSent => "GOTRUE_RATE_LIMIT_SMS_SENT",
+            Limit::SmsPerNumber => "WEAUTH_RATE_LIMIT_SMS_PER_NUMBER",
         }
     }
 
@@ -71,7 +84,9 @@ impl Limit {
     /// limits per 5 minutes.
     pub fn window(self) -> Duration {
         match self {
-            Limit::AnonymousUsers => Duration::from_secs(3600),
+            Limit::AnonymousUsers | Limit::SmsSent | Limit::SmsPerNumber => {
+                Duration::from_secs(3600)
+            }
             _ => WINDOW,
         }
     }
@@ -84,7 +99,10 @@ impl Limit {
             | Limit::Otp
             | Limit::WechatPhone
             | Limit::WechatQrcode
-            | Limit::AnonymousUsers => 30,
+            | Limit::AnonymousUsers
+            | Limit::Verify
+            | Limit::SmsSent => 30,
+            Limit::SmsPerNumber => 10,
         }
     }
 
@@ -100,6 +118,9 @@ impl Limit {
             Limit::AnonymousUsers => {
                 "anonymous sign-ins (POST /signup without e-mail or phone), per hour"
             }
+            Limit::Verify => "POST and GET /verify",
+            Limit::SmsSent => "SMS sent by this server, per hour (all clients together)",
+            Limit::SmsPerNumber => "SMS sent to one phone number, per hour",
         }
     }
 }
@@ -266,10 +287,16 @@ impl RateLimits {
 fn over_limit(limit: Limit) -> ApiError {
     tracing::info!(?limit, "rate limit reached");
     crate::metrics::METRICS.rate_limited(limit.env_var());
-    ApiError::too_many_requests(
-        ErrorCode::OverRequestRateLimit,
-        "Request rate limit reached",
-    )
+    match limit {
+        Limit::SmsSent | Limit::SmsPerNumber => ApiError::too_many_requests(
+            ErrorCode::OverSmsSendRateLimit,
+            "SMS rate limit exceeded",
+        ),
+        _ => ApiError::too_many_requests(
+            ErrorCode::OverRequestRateLimit,
+            "Request rate limit reached",
+        ),
+    }
 }
 
 #[cfg(test)]

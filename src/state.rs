@@ -8,6 +8,7 @@ use crate::auth::password;
 use crate::config::Config;
 use crate::db::{self, PgPool};
 use crate::flows::ClientInfo;
+use crate::providers::sms::SmsProvider;
 use crate::providers::wechat::WechatService;
 use crate::rate_limit::{Limit, RateLimits};
 
@@ -19,6 +20,8 @@ pub struct AppState {
     /// Verified against when a sign-in names an unknown user (equal timing).
     pub dummy_hash: String,
     pub wechat: WechatService,
+    /// Where SMS codes go (`GOTRUE_SMS_PROVIDER` or the Send SMS hook); `None`: nowhere.
+    pub sms: Option<SmsProvider>,
     pub limits: RateLimits,
     /// Password hashing runs here, never on the executor or the general blocking pool.
     pub hashing: password::HashPool,
@@ -44,6 +47,7 @@ impl AppState {
         Ok(AppState {
             tokens: AccessTokens::new(&config.jwt)?,
             wechat: WechatService::new(&config.wechat, pool.clone())?,
+            sms: SmsProvider::from_config(&config.sms, &config.hooks)?,
             dummy_hash,
             limits: RateLimits::new(&config.rate_limits)?,
             hashing: password::HashPool::new(

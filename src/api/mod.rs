@@ -10,6 +10,7 @@ pub mod health;
 pub mod identities;
 pub mod logout;
 pub mod oauth;
+pub mod otp;
 pub mod render;
 pub mod settings;
 pub mod signup;
@@ -67,6 +68,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint(M::POST, "/signup", signup::signup),
         endpoint(M::POST, "/token", token::token),
+        endpoint(M::POST, "/otp", otp::otp),
+        endpoint(M::POST, "/verify", otp::verify_post),
+        endpoint(M::POST, "/resend", otp::resend),
+        endpoint(M::GET, "/reauthenticate", otp::reauthenticate),
         endpoint(M::GET, "/user", user::user_get),
         endpoint(M::PUT, "/user", user::user_update),
         endpoint(M::POST, "/logout", logout::logout),

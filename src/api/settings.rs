@@ -23,7 +23,7 @@ pub async fn settings(state: web::Data<AppState>) -> HttpResponse {
         "disable_signup": c.accounts.disable_signup,
         "mailer_autoconfirm": c.accounts.mailer_autoconfirm,
         "phone_autoconfirm": c.accounts.sms_autoconfirm,
-        "sms_provider": "",
+        "sms_provider": state.sms.as_ref().map_or("", |p| p.name()),
         "saml_enabled": false,
         "saml_private_key_next_configured": false,
         "passkeys_enabled": false,

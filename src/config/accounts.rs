@@ -12,6 +12,10 @@ pub struct AccountsConfig {
     pub sms_autoconfirm: bool,
     /// `POST /signup` with neither e-mail nor phone creates an anonymous user.
     pub anonymous_users_enabled: bool,
+    /// `WEAUTH_PHONE_DEFAULT_COUNTRY_CODE` (digits, e.g. `86`): national numbers are stored and
+    /// looked up with this country code in front (`flows::validate::phone`). `None`: GoTrue's
+    /// behaviour, the number as typed without `+` and spaces.
+    pub phone_default_country_code: Option<String>,
 }
 
 impl AccountsConfig {
@@ -23,6 +27,18 @@ impl AccountsConfig {
             mailer_autoconfirm: v.bool(&["GOTRUE_MAILER_AUTOCONFIRM"], true)?,
             sms_autoconfirm: v.bool(&["GOTRUE_SMS_AUTOCONFIRM"], true)?,
             anonymous_users_enabled: v.bool(&["GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED"], false)?,
+            phone_default_country_code: match v.str(&["WEAUTH_PHONE_DEFAULT_COUNTRY_CODE"]) {
+                None => None,
+                Some(raw) => {
+                    let cc = raw.trim().trim_start_matches('+');
+                    if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
+                        return Err(ConfigError(format!(
+                            "WEAUTH_PHONE_DEFAULT_COUNTRY_CODE must be a country calling code such as 86, got {raw:?}"
+                        )));
+                    }
+                    Some(cc.to_string())
+                }
+            },
         })
     }
 }

@@ -8,6 +8,9 @@ pub struct SecurityConfig {
     /// Seconds during which a just-rotated refresh token still returns the current one.
     pub refresh_token_reuse_interval: i64,
     pub audit_log_disable_postgres: bool,
+    /// A password change needs a reauthentication code (`nonce`) unless the session is less
+    /// than 24 hours old (`GOTRUE_SECURITY_UPDATE_PASSWORD_REQUIRE_REAUTHENTICATION`).
+    pub update_password_require_reauthentication: bool,
 }
 
 impl SecurityConfig {
@@ -18,6 +21,10 @@ impl SecurityConfig {
             refresh_token_reuse_interval: v
                 .parse(&["GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL"], 10i64)?,
             audit_log_disable_postgres: v.bool(&["GOTRUE_AUDIT_LOG_DISABLE_POSTGRES"], false)?,
+            update_password_require_reauthentication: v.bool(
+                &["GOTRUE_SECURITY_UPDATE_PASSWORD_REQUIRE_REAUTHENTICATION"],
+                false,
+            )?,
         };
         if config.refresh_token_reuse_interval < 0 {
             return Err(ConfigError(

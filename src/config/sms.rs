@@ -54,6 +54,54 @@ pub struct SmsConfig {
     /// Bound of one provider call (`WEAUTH_SMS_TIMEOUT_MS`, default 10000 as GoTrue's
     /// `GOTRUE_INTERNAL_HTTP_TIMEOUT`).
     pub timeout: Duration,
+    /// How long a code is valid (`GOTRUE_SMS_OTP_EXP`, seconds, default 60).
+    pub otp_exp: Duration,
+    /// Digits in a code (`GOTRUE_SMS_OTP_LENGTH`, 6 to 10, default 6).
+    pub otp_length: usize,
+    /// Least time between two codes to one user (`GOTRUE_SMS_MAX_FREQUENCY`, default 1m).
+    pub max_frequency: Duration,
+    /// The message (`GOTRUE_SMS_TEMPLATE`, `{{ .Code }}` is the code). Only the hook could use
+    /// it: Aliyun and Tencent send their approved templates.
+    pub template: String,
+    /// Numbers that get a fixed code and no SMS (`GOTRUE_SMS_TEST_OTP`, `phone:code,…`), until
+    /// `GOTRUE_SMS_TEST_OTP_VALID_UNTIL` (RFC 3339) when that is set.
+    pub test_otps: Vec<(String, String)>,
+    pub test_otp_valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Wrong codes a pending code survives (`WEAUTH_SMS_OTP_MAX_ATTEMPTS`, default 5); then it is
+    /// void and a new one must be requested. GoTrue has only the per-client verify rate limit.
+    pub otp_max_attempts: u32,
+}
+
+impl SmsConfig {
+    /// The fixed code of a `GOTRUE_SMS_TEST_OTP` number, while those are valid.
+    pub fn test_otp(&self, phone: &str, now: chrono::DateTime<chrono::Utc>) -> Option<&str> {
+        if self.test_otp_valid_until.is_some_and(|until| now > until) {
+            return None;
+        }
+        self.test_otps
+            .iter()
+            .find(|(p, _)| p == phone)
+            .map(|(_, code)| code.as_str())
+    }
+}
+
+fn read_test_otps(v: &Vars<'_>) -> Result<Vec<(String, String)>, ConfigError> {
+    v.list(&["GOTRUE_SMS_TEST_OTP"], "")
+        .iter()
+        .map(|pair| {
+            let (phone, code) = pair.split_once(':').ok_or_else(|| {
+                ConfigError("GOTRUE_SMS_TEST_OTP must be phone:code pairs separated by commas".into())
+            })?;
+            let phone = phone.trim().trim_start_matches('+').replace(' ', "");
+            let code = code.trim();
+            if phone.is_empty() || code.is_empty() {
+                return Err(ConfigError(
+                    "GOTRUE_SMS_TEST_OTP must be phone:code pairs separated by commas".into(),
+                ));
+            }
+            Ok((phone, code.to_string()))
+        })
+        .collect()
 }
 
 impl SmsConfig {
@@ -86,7 +134,31 @@ impl SmsConfig {
                 }
             }
         };
-        Ok(SmsConfig { provider, timeout })
+        let otp_length = v.parse(&["GOTRUE_SMS_OTP_LENGTH"], 6usize)?;
+        if !(6..=10).contains(&otp_length) {
+            return Err(ConfigError("GOTRUE_SMS_OTP_LENGTH must be between 6 and 10".into()));
+        }
+        let test_otp_valid_until = match v.str(&["GOTRUE_SMS_TEST_OTP_VALID_UNTIL"]) {
+            None => None,
+            Some(raw) => Some(
+                chrono::DateTime::parse_from_rfc3339(raw.trim())
+                    .map_err(|_| {
+                        ConfigError("GOTRUE_SMS_TEST_OTP_VALID_UNTIL must be an RFC 3339 time".into())
+                    })?
+                    .with_timezone(&chrono::Utc),
+            ),
+        };
+        Ok(SmsConfig {
+            provider,
+            timeout,
+            otp_exp: Duration::from_secs(v.parse(&["GOTRUE_SMS_OTP_EXP"], 60u64)?),
+            otp_length,
+            max_frequency: v.go_duration(&["GOTRUE_SMS_MAX_FREQUENCY"], Duration::from_secs(60))?,
+            template: v.str_or(&["GOTRUE_SMS_TEMPLATE"], "Your code is {{ .Code }}"),
+            test_otps: read_test_otps(v)?,
+            test_otp_valid_until,
+            otp_max_attempts: v.parse(&["WEAUTH_SMS_OTP_MAX_ATTEMPTS"], 5u32)?.max(1),
+        })
     }
 }
 

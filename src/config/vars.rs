@@ -103,6 +103,24 @@ impl<'a> Vars<'a> {
         ))
     }
 
+    /// A Go duration as GoTrue's envconfig reads one (`1m`, `90s`, `1h30m`, `500ms`); a bare
+    /// number is taken as seconds.
+    pub fn go_duration(
+        &self,
+        names: &[&str],
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration, ConfigError> {
+        match self.str(names) {
+            None => Ok(default),
+            Some(raw) => parse_go_duration(raw.trim()).ok_or_else(|| {
+                ConfigError(format!(
+                    "{} must be a duration such as 60s or 1m, got {raw:?}",
+                    names[0]
+                ))
+            }),
+        }
+    }
+
     /// A comma-separated list, items trimmed, empty items dropped.
     pub fn list(&self, names: &[&str], default: &str) -> Vec<String> {
         self.str_or(names, default)
@@ -110,5 +128,56 @@ impl<'a> Vars<'a> {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect()
+    }
+}
+
+/// Go's `time.ParseDuration` for the units configuration uses (`ms`, `s`, `m`, `h`), or a bare
+/// number of seconds.
+fn parse_go_duration(raw: &str) -> Option<std::time::Duration> {
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = raw;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * seconds;
+        rest = &rest[unit_len..];
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_go_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_go_duration("5 minutes"), None);
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(parse_go_duration("m"), None);
     }
 }

@@ -255,6 +255,19 @@ where
     .await
 }
 
+/// [`transaction`] for a unit of work that also calls an outside service from inside the
+/// transaction (an SMS or e-mail send, which must not happen unless the code it carries is
+/// stored, and must not leave a stored code behind when it fails). The deadline grows by
+/// `outside`, the call's own bound, so a slow but successful send is not rolled back.
+pub async fn transaction_calling_out<T, F>(pool: &PgPool, outside: Duration, f: F) -> ApiResult<T>
+where
+    F: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone().with_deadline(pool.deadline + outside);
+    transaction(&pool, f).await
+}
+
 /// How often [`transaction_retrying`] runs its transaction before giving up.
 const LOCK_CONFLICT_ATTEMPTS: usize = 5;
 

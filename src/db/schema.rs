@@ -218,6 +218,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::*;
+
+    weauth.otp_attempts (user_id, token_type) {
+        user_id -> Uuid,
+        token_type -> OneTimeTokenType,
+        failures -> Int4,
+    }
+}
+
 diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(

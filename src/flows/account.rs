@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::authenticate::AuthenticatedUser;
+use super::otp::TokenType;
 use super::validate;
 use crate::auth::password;
 use crate::db;
@@ -225,6 +226,25 @@ impl AccountChanges {
         self.row.phone_change_sent_at = Some(Some(now));
     }
 
+    /// Empties the user's pending code of `kind` (after it was used).
+    pub fn clear_token(&mut self, kind: crate::models::one_time_token::TokenType) {
+        use crate::models::one_time_token::TokenType;
+        let column = match kind {
+            TokenType::Confirmation => &mut self.row.confirmation_token,
+            TokenType::Recovery => &mut self.row.recovery_token,
+            TokenType::EmailChangeNew => &mut self.row.email_change_token_new,
+            TokenType::EmailChangeCurrent => &mut self.row.email_change_token_current,
+            TokenType::PhoneChange => &mut self.row.phone_change_token,
+            TokenType::Reauthentication => &mut self.row.reauthentication_token,
+        };
+        *column = Some(String::new());
+    }
+
+    /// A phone change whose code is about to be sent (the send records its time).
+    pub fn pending_phone_change(&mut self, phone: &str) {
+        self.row.phone_change = Some(phone.to_string());
+    }
+
     /// Appends `provider` to `app_metadata.providers` (and sets `provider` if it has none).
     pub fn add_provider(&mut self, provider: &str) {
         let mut providers: Vec<Value> = self
@@ -310,6 +330,8 @@ pub struct UserUpdate {
     pub phone: Option<String>,
     pub data: Option<Map<String, Value>>,
     pub app_metadata: Option<Map<String, Value>>,
+    /// The reauthentication code (`GET /reauthenticate`) for a password change.
+    pub nonce: Option<String>,
 }
 
 /// `PUT /user`: the signed-in user changes their own account.
@@ -329,7 +351,10 @@ pub async fn update_user(
         ));
     }
     let email = validate::optional_email(params.email.as_deref())?;
-    let phone = validate::optional_phone(params.phone.as_deref())?;
+    let phone = validate::optional_phone(
+        params.phone.as_deref(),
+        config.accounts.phone_default_country_code.as_deref(),
+    )?;
     if current.is_anonymous
         && params.password.as_deref().is_some_and(|p| !p.is_empty())
         && email.is_none()
@@ -364,12 +389,28 @@ pub async fn update_user(
     };
 
     let keep_session = auth.session_id;
+    let nonce = params.nonce.filter(|n| !n.is_empty());
+    // A new number gets its code by SMS unless autoconfirm is on.
+    let sms_to = phone
+        .clone()
+        .filter(|p| Some(p) != current.phone.as_ref() && !config.accounts.sms_autoconfirm);
+    if let Some(to) = &sms_to {
+        super::phone::spend_send_limits(state, to).await?;
+    }
+    let rt = tokio::runtime::Handle::current();
+    let send_bound = sms_to
+        .as_ref()
+        .map_or(std::time::Duration::ZERO, |_| config.sms.timeout);
     let tx_state = state.clone();
-    db::transaction(&state.pool, move |conn| {
+    db::transaction_calling_out(&state.pool, send_bound, move |conn| {
         let accounts = &tx_state.config.accounts;
         let now = db_now();
         let id = current.id;
         let mut changes = AccountChanges::new(&current);
+        if new_hash.is_some() && tx_state.config.security.update_password_require_reauthentication {
+            check_reauthentication(conn, &tx_state, &current, keep_session, nonce.as_deref(), now)?;
+            changes.clear_token(TokenType::Reauthentication);
+        }
         if let Some(meta) = user_metadata {
             changes.user_metadata(meta);
         }
@@ -396,13 +437,72 @@ pub async fn update_user(
             if accounts.sms_autoconfirm {
                 changes.confirmed_phone(&phone, now);
             } else {
-                changes.pending_phone(&phone, now);
+                // The code's send records the time (`phone_change_sent_at`).
+                changes.pending_phone_change(&phone);
             }
         }
         changes.write(conn, now)?;
+        if let Some(to) = &sms_to {
+            super::phone::send_code(conn, &tx_state, &rt, &current, TokenType::PhoneChange, to)?;
+        }
         user::find_with_identities(conn, id)?.ok_or_else(user_not_found)
     })
     .await
+}
+
+/// GoTrue's `verifyReauthentication` for a password change: sessions younger than 24 hours
+/// pass; older ones (and tokens without a session) need the code of `GET /reauthenticate` as
+/// `nonce`.
+fn check_reauthentication(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: &User,
+    session_id: Option<Uuid>,
+    nonce: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let created = match session_id {
+        Some(id) => crate::models::session::created_at(conn, id)?,
+        None => None,
+    };
+    if created.is_some_and(|c| now < c + chrono::Duration::hours(24)) {
+        return Ok(());
+    }
+    let Some(nonce) = nonce else {
+        return Err(ApiError::bad_request(
+            ErrorCode::ReauthenticationNeeded,
+            "Password update requires reauthentication",
+        ));
+    };
+    let invalid = || {
+        ApiError::unprocessable(
+            ErrorCode::ReauthenticationNotValid,
+            "Nonce has expired or is invalid",
+        )
+    };
+    let email = user.email.as_deref().filter(|e| !e.is_empty());
+    let phone = user.phone.as_deref().filter(|p| !p.is_empty());
+    let (relates_to, rules) = match (email, phone) {
+        (Some(email), _) => (
+            email,
+            super::otp::Rules {
+                exp: std::time::Duration::from_secs(86_400),
+                max_attempts: state.config.sms.otp_max_attempts,
+            },
+        ),
+        (None, Some(phone)) => (phone, super::phone::rules(state)),
+        (None, None) => {
+            return Err(ApiError::unprocessable(
+                ErrorCode::ReauthenticationNotValid,
+                "Reauthentication requires an email or a phone number",
+            ))
+        }
+    };
+    let hash = super::otp::token_hash(relates_to, nonce);
+    match super::otp::check(conn, user.id, TokenType::Reauthentication, &hash, rules, now)? {
+        super::otp::Checked::Valid => Ok(()),
+        super::otp::Checked::Wrong => Err(invalid()),
+    }
 }
 
 /// Hashes a new password after checking GoTrue's rules; 422 `same_password` when it is the

@@ -40,7 +40,7 @@ pub struct AdminUserParams {
 
 impl AdminUserParams {
     /// Normalised e-mail and phone, with the metadata size checked.
-    fn validate(&self) -> ApiResult<(Option<String>, Option<String>)> {
+    fn validate(&self, default_cc: Option<&str>) -> ApiResult<(Option<String>, Option<String>)> {
         for (name, value) in [
             ("role", &self.role),
             ("aud", &self.aud),
@@ -53,7 +53,7 @@ impl AdminUserParams {
         }
         Ok((
             validate::optional_email(self.email.as_deref())?,
-            validate::optional_phone(self.phone.as_deref())?,
+            validate::optional_phone(self.phone.as_deref(), default_cc)?,
         ))
     }
 }
@@ -86,7 +86,7 @@ pub async fn get(state: &Arc<AppState>, id: Uuid) -> ApiResult<(User, Vec<Identi
 }
 
 pub async fn create(state: &Arc<AppState>, p: AdminUserParams) -> ApiResult<(User, Vec<Identity>)> {
-    let (email, phone) = p.validate()?;
+    let (email, phone) = p.validate(state.config.accounts.phone_default_country_code.as_deref())?;
     if email.is_none() && phone.is_none() {
         return Err(ApiError::validation(
             "Cannot create a user without either an email or phone",
@@ -179,7 +179,7 @@ pub async fn update(
     id: Uuid,
     p: AdminUserParams,
 ) -> ApiResult<(User, Vec<Identity>)> {
-    let (email, phone) = p.validate()?;
+    let (email, phone) = p.validate(state.config.accounts.phone_default_country_code.as_deref())?;
     let ban = p.ban_duration.as_deref().map(parse_ban).transpose()?;
     if let Some(pw) = p.password.as_deref() {
         password::check_strength(pw, state.config.password.min_length)?;

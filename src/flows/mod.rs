@@ -19,6 +19,9 @@
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
 //! | [`oauth`] `/authorize`, `/callback`, the PKCE grant, `linkIdentity`/`unlinkIdentity`, the WeChat website, official-account and native-app logins | `external.go`, `pkce.go`, `identity.go` |
 //! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
+//! | [`otp`] the one-time codes of SMS and e-mail: generate, store, check | `crypto.GenerateOtp`, `verify.go` `isOtpValid` |
+//! | [`phone`] codes by SMS: `/otp`, `/resend`, `/reauthenticate` for phones | `phone.go`, `otp.go` `SmsOtp` |
+//! | [`verify`] a code or e-mail link turned into a session | `verify.go` |
 //! | [`health`] readiness (the database answers) | — |
 
 pub mod account;
@@ -28,11 +31,14 @@ pub mod health;
 pub mod linking;
 pub mod logout;
 pub mod oauth;
+pub mod otp;
 pub mod password;
+pub mod phone;
 pub mod redirect;
 pub mod session;
 pub mod signup;
 pub mod validate;
+pub mod verify;
 pub mod wechat_mini;
 
 /// The caller's user agent and address, recorded on sessions and audit entries.

@@ -65,10 +65,11 @@ pub async fn sign_in(
         validate::no_nul(name, value.as_deref().unwrap_or(""))?;
     }
     let aud = state.config.jwt.aud.clone();
+    let default_cc = state.config.accounts.phone_default_country_code.clone();
     let found = db::run(&state.pool, move |conn| {
         Ok(match (email, phone) {
             (Some(email), _) => user::find_by_email(conn, &aud, &email)?,
-            (_, Some(phone)) => match validate::phone(&phone) {
+            (_, Some(phone)) => match validate::phone(&phone, default_cc.as_deref()) {
                 Ok(phone) => user::find_by_phone(conn, &phone)?,
                 Err(_) => None,
             },

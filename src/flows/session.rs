@@ -28,6 +28,8 @@ pub enum AuthMethod {
     OAuth,
     /// An anonymous sign-in (`POST /signup` with neither e-mail nor phone).
     Anonymous,
+    /// A one-time code sent by SMS or e-mail, or an e-mail link (`POST`/`GET /verify`).
+    Otp,
 }
 
 impl AuthMethod {
@@ -36,6 +38,7 @@ impl AuthMethod {
             AuthMethod::Password => "password",
             AuthMethod::OAuth => "oauth",
             AuthMethod::Anonymous => "anonymous",
+            AuthMethod::Otp => "otp",
         }
     }
 }

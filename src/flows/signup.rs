@@ -2,6 +2,7 @@
 //! neither, an anonymous sign-in (`internal/api/anonymous.go`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
@@ -9,6 +10,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::account::{user_write_error, Taken, PHONE_TAKEN};
+use super::otp::TokenType;
 use super::session::{self, AuthMethod, Session, SignIn};
 use super::{validate, ClientInfo};
 use crate::auth::password;
@@ -156,7 +158,10 @@ pub async fn signup(
                     "Phone signups are disabled",
                 ));
             }
-            Contact::Phone(validate::phone(&phone)?)
+            Contact::Phone(validate::phone(
+                &phone,
+                accounts.phone_default_country_code.as_deref(),
+            )?)
         }
         (None, None) => unreachable!("checked above"),
     };
@@ -173,8 +178,19 @@ pub async fn signup(
         .run(move || password::hash(&password, &hash_cfg))
         .await??;
 
+    // Without autoconfirm a phone gets its confirmation code by SMS, sent inside the
+    // transaction that creates the user: a failed send creates nobody.
+    let sms_to = match &contact {
+        Contact::Phone(phone) if !autoconfirm => Some(phone.clone()),
+        _ => None,
+    };
+    if let Some(phone) = &sms_to {
+        super::phone::spend_send_limits(state, phone).await?;
+    }
+    let rt = tokio::runtime::Handle::current();
+    let send_bound = sms_to.as_ref().map_or(Duration::ZERO, |_| state.config.sms.timeout);
     let tx_state = state.clone();
-    db::transaction(&state.pool, move |conn| {
+    db::transaction_calling_out(&state.pool, send_bound, move |conn| {
         let state = &tx_state;
         let accounts = &state.config.accounts;
         let now = db_now();
@@ -203,7 +219,8 @@ pub async fn signup(
                 };
                 let changes = UserChanges {
                     encrypted_password: Some(hash),
-                    confirmation_sent_at: Some(Some(now)),
+                    // A phone's code sets its own time when it is sent.
+                    confirmation_sent_at: matches!(contact, Contact::Email(_)).then_some(Some(now)),
                     email_confirmed_at: Some(existing.email_confirmed_at.or(email_at)),
                     phone_confirmed_at: Some(existing.phone_confirmed_at.or(phone_at)),
                     ..Default::default()
@@ -228,6 +245,13 @@ pub async fn signup(
                 conn, state, user, sign_in, &client,
             )?))
         } else {
+            let user = match &sms_to {
+                Some(phone) => {
+                    super::phone::send_code(conn, state, &rt, &user, TokenType::Confirmation, phone)?;
+                    user::find_by_id(conn, user.id)?.ok_or_else(super::account::user_not_found)?
+                }
+                None => user,
+            };
             let identities = identity::for_user(conn, user.id)?;
             Ok(SignupOutcome::Unconfirmed(user, identities))
         }
@@ -243,8 +267,9 @@ fn is_confirmed(user: &User, contact: &Contact) -> bool {
 }
 
 /// Inserts the user and its e-mail or phone identity. A concurrent signup for the same address
-/// loses on the unique index and gets GoTrue's "already registered" answer.
-fn create_user(
+/// loses on the unique index and gets GoTrue's "already registered" answer. `hash` is `""` for
+/// a user created by a one-time code, who has no password.
+pub(super) fn create_user(
     conn: &mut PgConnection,
     state: &AppState,
     contact: &Contact,
@@ -257,7 +282,9 @@ fn create_user(
     let id = Uuid::new_v4();
     let mut new = NewUser::new(id, &jwt.aud, &jwt.default_group_name, now);
     new.encrypted_password = hash.to_string();
-    new.confirmation_sent_at = confirmed_at.is_none().then_some(now);
+    // A phone's confirmation code records its own send time (`flows::phone::send_code`).
+    new.confirmation_sent_at =
+        (confirmed_at.is_none() && matches!(contact, Contact::Email(_))).then_some(now);
     let verified = confirmed_at.is_some();
     let identity_data = match contact {
         Contact::Email(email) => {

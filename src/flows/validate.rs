@@ -51,23 +51,80 @@ pub fn optional_email(raw: Option<&str>) -> ApiResult<Option<String>> {
 }
 
 /// [`phone`] for an optional field; an empty string counts as absent.
-pub fn optional_phone(raw: Option<&str>) -> ApiResult<Option<String>> {
-    raw.filter(|p| !p.is_empty()).map(phone).transpose()
+pub fn optional_phone(raw: Option<&str>, default_cc: Option<&str>) -> ApiResult<Option<String>> {
+    raw.filter(|p| !p.is_empty())
+        .map(|p| phone(p, default_cc))
+        .transpose()
 }
 
 /// GoTrue's `validatePhone` (`internal/api/phone.go`): a leading `+` and every space
 /// removed, then E.164 digits, `^[1-9][0-9]{1,14}$`.
-pub fn phone(raw: &str) -> ApiResult<String> {
-    let phone = raw.strip_prefix('+').unwrap_or(raw).replace(' ', "");
+///
+/// With `WEAUTH_PHONE_DEFAULT_COUNTRY_CODE` (`default_cc`), a number typed the national way
+/// gets the country code in front, so that every route stores and finds one form of a number:
+/// `-` and `()` are dropped too, a `00` international prefix counts as `+`, and then a number
+/// with a trunk `0` (`013800138000`) loses it and gains the code; for `86`, 11 digits starting
+/// with `1` are a mainland mobile number (`13800138000` → `8613800138000`). Anything else is
+/// taken as already international.
+pub fn phone(raw: &str, default_cc: Option<&str>) -> ApiResult<String> {
+    let invalid = || ApiError::validation("Invalid phone number format (E.164 required)");
+    let mut phone = raw.strip_prefix('+').unwrap_or(raw).replace(' ', "");
+    if let Some(cc) = default_cc {
+        phone = raw.replace([' ', '-', '(', ')'], "");
+        let international = phone.starts_with('+');
+        phone = phone.trim_start_matches('+').to_string();
+        if !international {
+            if let Some(rest) = phone.strip_prefix("00") {
+                phone = rest.to_string();
+            } else if let Some(national) = phone.strip_prefix('0').filter(|n| n.len() >= 5) {
+                phone = format!("{cc}{national}");
+            } else if cc == "86" && phone.len() == 11 && phone.starts_with('1') {
+                phone = format!("{cc}{phone}");
+            }
+        }
+    }
     let ok = (2..=15).contains(&phone.len())
         && phone.bytes().all(|b| b.is_ascii_digit())
         && !phone.starts_with('0');
     if ok {
         Ok(phone)
     } else {
-        Err(ApiError::validation(
-            "Invalid phone number format (E.164 required)",
-        ))
+        Err(invalid())
+    }
+}
+
+#[cfg(test)]
+mod phone_tests {
+    use super::phone;
+
+    #[test]
+    fn without_a_default_country_code_it_is_gotrues_rule() {
+        assert_eq!(phone("+86 138 0013 8000", None).unwrap(), "8613800138000");
+        assert_eq!(phone("13800138000", None).unwrap(), "13800138000");
+        assert!(phone("013800138000", None).is_err());
+        assert!(phone("138-0013-8000", None).is_err());
+        assert!(phone("+", None).is_err());
+    }
+
+    #[test]
+    fn with_86_every_way_of_typing_a_mainland_number_is_one_number() {
+        for typed in [
+            "13800138000",
+            "+86 138 0013 8000",
+            "8613800138000",
+            "+8613800138000",
+            "013800138000",
+            "008613800138000",
+            "138-0013-8000",
+            "(+86) 138 0013 8000",
+        ] {
+            assert_eq!(phone(typed, Some("86")).unwrap(), "8613800138000", "{typed}");
+        }
+        // Other countries' numbers stay as they are.
+        assert_eq!(phone("+852 6832 6366", Some("86")).unwrap(), "85268326366");
+        assert_eq!(phone("85268326366", Some("86")).unwrap(), "85268326366");
+        assert!(phone("abc", Some("86")).is_err());
+        assert!(phone("0", Some("86")).is_err());
     }
 }
 
@@ -169,9 +226,9 @@ mod tests {
 
     #[test]
     fn phones() {
-        assert_eq!(super::phone("+86 138 0013 8000").unwrap(), "8613800138000");
+        assert_eq!(super::phone("+86 138 0013 8000", None).unwrap(), "8613800138000");
         // GoTrue's regex takes 2 to 15 digits; only a leading `+` is removed.
-        assert_eq!(super::phone("12").unwrap(), "12");
+        assert_eq!(super::phone("12", None).unwrap(), "12");
         for bad in [
             "",
             "1",
@@ -182,7 +239,7 @@ mod tests {
             "1+2345",
             "++12345",
         ] {
-            assert!(super::phone(bad).is_err(), "{bad}");
+            assert!(super::phone(bad, None).is_err(), "{bad}");
         }
     }
 }

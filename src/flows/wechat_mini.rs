@@ -271,7 +271,7 @@ pub async fn bind_phone(
         .chars()
         .filter(char::is_ascii_digit)
         .collect();
-    let phone = validate::phone(&digits).map_err(|_| {
+    let phone = validate::phone(&digits, None).map_err(|_| {
         ApiError::bad_gateway(
             ErrorCode::WechatUnavailable,
             "WeChat returned an invalid phone number",

@@ -4,6 +4,7 @@
 pub mod audit_log;
 pub mod flow_state;
 pub mod identity;
+pub mod one_time_token;
 pub mod refresh_token;
 pub mod session;
 pub mod user;

@@ -63,6 +63,19 @@ pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Opti
     Ok((created == 1).then_some(session_id))
 }
 
+/// When the session was created (`None`: no such session).
+pub fn created_at(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+) -> QueryResult<Option<chrono::DateTime<chrono::Utc>>> {
+    sessions::table
+        .find(session_id)
+        .select(sessions::created_at)
+        .first::<Option<chrono::DateTime<chrono::Utc>>>(conn)
+        .optional()
+        .map(Option::flatten)
+}
+
 /// True when the session still exists.
 pub fn exists(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(sessions::table.find(session_id))).get_result(conn)

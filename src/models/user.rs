@@ -275,6 +275,37 @@ pub fn find_by_phone(conn: &mut PgConnection, phone: &str) -> QueryResult<Option
         .optional()
 }
 
+/// The user with a pending change to `phone` (GoTrue `FindUserByPhoneChangeAndAudience`).
+pub fn find_by_phone_change(conn: &mut PgConnection, phone: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::phone_change.eq(phone))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The user with a pending change to `email` (either side of the change).
+pub fn find_by_email_change(
+    conn: &mut PgConnection,
+    aud: &str,
+    email: &str,
+) -> QueryResult<Option<User>> {
+    let lowered = email.to_lowercase();
+    users::table
+        .filter(users::instance_id.eq(INSTANCE_ID))
+        .filter(users::aud.eq(aud))
+        .filter(users::is_sso_user.eq(false))
+        .filter(
+            lower(users::email)
+                .eq(lowered.clone())
+                .or(lower(users::email_change).eq(lowered)),
+        )
+        .filter(users::email_change.ne(""))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
 pub fn email_taken(
     conn: &mut PgConnection,
     aud: &str,
@@ -321,6 +352,14 @@ pub struct UserChanges {
     pub deleted_at: Option<Option<DateTime<Utc>>>,
     pub is_anonymous: Option<bool>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The pending codes' hashes (`models::one_time_token` writes them; verifications empty
+    /// them here, `''` as GoTrue does).
+    pub confirmation_token: Option<String>,
+    pub recovery_token: Option<String>,
+    pub email_change_token_new: Option<String>,
+    pub email_change_token_current: Option<String>,
+    pub phone_change_token: Option<String>,
+    pub reauthentication_token: Option<String>,
 }
 
 /// Applies `changes` (and `updated_at = now`) in one statement; `None` when the user is gone.

@@ -16,6 +16,7 @@ mod jwt_claims;
 mod logout;
 mod oauth;
 mod operations;
+mod phone_otp;
 mod races;
 mod rate_limits;
 mod schema;
