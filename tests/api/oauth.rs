@@ -658,3 +658,33 @@ async fn wechat_app_login_maps_wechat_errors() {
     )
     .await;
 }
+
+#[actix_web::test]
+async fn an_anonymous_user_linking_wechat_becomes_permanent() {
+    let app = TestApp::builder()
+        .oauth()
+        .env("GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED", "true")
+        .env("GOTRUE_SECURITY_MANUAL_LINKING_ENABLED", "true")
+        .spawn();
+    let guest = expect_json(app.post("/signup", json!({})).await, 200).await;
+    let token = guest["access_token"].as_str().unwrap().to_string();
+    assert_eq!(guest["user"]["is_anonymous"], true);
+    let res = app
+        .get_auth(
+            "/user/identities/authorize?provider=wechat_qr&skip_http_redirect=true",
+            &token,
+        )
+        .await;
+    let url = expect_json(res, 200).await["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let back = browser_login(&app, &url, "pete").await;
+    let linked = user_of(&app, &session_token(&back)).await;
+    assert_eq!(
+        linked["id"], guest["user"]["id"],
+        "the guest keeps their id"
+    );
+    assert_eq!(linked["is_anonymous"], false);
+    assert_eq!(linked["identities"][0]["provider"], "wechat_qr");
+}
