@@ -11,7 +11,11 @@ const { describe, it, before, after } = require('node:test')
 const { createClient } = require('@supabase/supabase-js')
 const { startStack, gotrue } = require('../lib/harness')
 const { Recorder } = require('../lib/recorder')
-const { expectOk } = require('../lib/app')
+const { expectOk, makePhone } = require('../lib/app')
+const { VARIANTS } = require('../lib/sdks')
+const { installWx } = require('../wx-shim')
+
+installWx()
 
 const rec = new Recorder('oauth')
 const assert = rec.assert
@@ -91,12 +95,22 @@ describe('14. WeChat OAuth with @supabase/supabase-js', () => {
     assert.equal(user.identities[0].provider, 'wechat_qr')
     assert.ok(user.identities[0].identity_data.unionid, 'the identity carries the unionid')
 
-    // The same test user in the mini-program (GoTrue's wechat_mini route the MemFire SDK calls)
-    // and in the native app is the same weauth user.
-    const code = await stack.emulator.loginCode(stack.appid, 'alice')
-    const mini = await gotrue(stack, 'POST', '/wechat_mini/login', { body: { code, appid: stack.appid } })
-    assert.equal(mini.status, 200, JSON.stringify(mini.body))
-    assert.equal(mini.body.user.id, user.id, 'mini-program login finds the website user')
+    // The same test user in the mini-program, through MemFire's supabase-wechat-stable-v2, and
+    // in the native app is the same weauth user.
+    for (const sdk of VARIANTS) {
+      const phone = makePhone({ stack, recorder: rec, sdk, user: 'alice' })
+      try {
+        await phone.run(async () => {
+          const mini = phone.client()
+          const { code } = await phone.wxLogin()
+          const signIn = await rec.call(`signInWithWechat (${sdk.short})`, () => mini.auth.signInWithWechat({ code }))
+          const { session } = expectOk(assert, signIn, 'signInWithWechat')
+          assert.equal(session.user.id, user.id, `${sdk.name}: the mini-program login finds the website user`)
+        })
+      } finally {
+        await phone.close()
+      }
+    }
     const appCode = await stack.emulator.oauthCode(stack.nativeAppid, 'alice', 'snsapi_userinfo')
     const native = await gotrue(stack, 'GET', `/wechat_app/login?code=${appCode}`)
     assert.equal(native.status, 200, JSON.stringify(native.body))
