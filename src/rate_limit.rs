@@ -288,10 +288,9 @@ fn over_limit(limit: Limit) -> ApiError {
     tracing::info!(?limit, "rate limit reached");
     crate::metrics::METRICS.rate_limited(limit.env_var());
     match limit {
-        Limit::SmsSent | Limit::SmsPerNumber => ApiError::too_many_requests(
-            ErrorCode::OverSmsSendRateLimit,
-            "SMS rate limit exceeded",
-        ),
+        Limit::SmsSent | Limit::SmsPerNumber => {
+            ApiError::too_many_requests(ErrorCode::OverSmsSendRateLimit, "SMS rate limit exceeded")
+        }
         _ => ApiError::too_many_requests(
             ErrorCode::OverRequestRateLimit,
             "Request rate limit reached",

@@ -8,7 +8,7 @@ use super::extract::{AuthUser, Client};
 use super::render::token_response;
 use crate::error::{no_store, ApiError, ApiResult, ErrorCode};
 use crate::flows::phone::{self, MessageId, OtpSent, PhoneOtp};
-use crate::flows::verify::{self, VerifyParams, Verified};
+use crate::flows::verify::{self, Verified, VerifyParams};
 use crate::rate_limit::Limit;
 use crate::state::AppState;
 
@@ -104,23 +104,32 @@ pub async fn resend(
     let kind = p.kind.unwrap_or_default();
     let email = p.email.filter(|e| !e.is_empty());
     let phone = p.phone.filter(|p| !p.is_empty());
-    if !matches!(kind.as_str(), "signup" | "email_change" | "sms" | "phone_change") {
+    if !matches!(
+        kind.as_str(),
+        "signup" | "email_change" | "sms" | "phone_change"
+    ) {
         return Err(ApiError::validation(
             "Missing one of these types: signup, email_change, sms, phone_change",
         ));
     }
     if email.is_none() && kind == "signup" {
-        return Err(ApiError::validation("Type provided requires an email address"));
+        return Err(ApiError::validation(
+            "Type provided requires an email address",
+        ));
     }
     if phone.is_none() && kind == "sms" {
-        return Err(ApiError::validation("Type provided requires a phone number"));
+        return Err(ApiError::validation(
+            "Type provided requires a phone number",
+        ));
     }
     state.limit(Limit::Otp, &client).await?;
     match (email, phone) {
         (Some(_), Some(_)) => Err(ApiError::validation(
             "Only an email address or phone number should be provided.",
         )),
-        (None, None) => Err(ApiError::validation("Missing email address or phone number")),
+        (None, None) => Err(ApiError::validation(
+            "Missing email address or phone number",
+        )),
         (None, Some(phone)) if kind == "sms" || kind == "phone_change" => {
             let id = phone::resend(&state, &phone, kind == "phone_change").await?;
             Ok(sent_response(id))

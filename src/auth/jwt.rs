@@ -340,7 +340,8 @@ impl AccessTokens {
         })
     }
 
-    /// Signs an access token for `user` in `session_id` at assurance level `aal`.
+    /// Signs an access token for `user` in `session_id` at assurance level `aal`, valid for
+    /// `lifetime` seconds (normally `GOTRUE_JWT_EXP`, see [`AccessTokens::lifetime`]).
     pub fn mint(
         &self,
         user: &User,
@@ -348,8 +349,10 @@ impl AccessTokens {
         aal: &str,
         amr: Vec<Amr>,
         now: i64,
+        lifetime: i64,
     ) -> Result<AccessToken, ApiError> {
-        let claims = self.claims_for(user, session_id, aal, amr, now);
+        let mut claims = self.claims_for(user, session_id, aal, amr, now);
+        claims.exp = now + lifetime;
         Ok(AccessToken {
             token: self.keys.sign(&claims)?,
             expires_at: claims.exp,
@@ -386,6 +389,11 @@ impl AccessTokens {
             session_id: session_id.to_string(),
             is_anonymous: user.is_anonymous,
         }
+    }
+
+    /// `GOTRUE_JWT_EXP`, in seconds.
+    pub fn lifetime(&self) -> i64 {
+        self.config.exp
     }
 
     /// Verifies an incoming token (see [`KeySet::verify`]).

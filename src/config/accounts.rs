@@ -31,7 +31,11 @@ impl AccountsConfig {
                 None => None,
                 Some(raw) => {
                     let cc = raw.trim().trim_start_matches('+');
-                    if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
+                    if cc.is_empty()
+                        || cc.len() > 3
+                        || !cc.bytes().all(|b| b.is_ascii_digit())
+                        || cc.starts_with('0')
+                    {
                         return Err(ConfigError(format!(
                             "WEAUTH_PHONE_DEFAULT_COUNTRY_CODE must be a country calling code such as 86, got {raw:?}"
                         )));

@@ -34,7 +34,7 @@ pub use security::SecurityConfig;
 pub use server::{MetricsAddress, ServerConfig};
 pub use sms::{AliyunSmsConfig, SmsConfig, SmsProviderConfig, TencentSmsConfig};
 pub use vars::Vars;
-pub use wechat::{WechatApp, WechatConfig};
+pub use wechat::{PhoneMerge, WechatApp, WechatConfig};
 
 /// A configuration problem found at start-up; the process exits before binding a port.
 #[derive(Debug, thiserror::Error)]

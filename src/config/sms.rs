@@ -90,7 +90,9 @@ fn read_test_otps(v: &Vars<'_>) -> Result<Vec<(String, String)>, ConfigError> {
         .iter()
         .map(|pair| {
             let (phone, code) = pair.split_once(':').ok_or_else(|| {
-                ConfigError("GOTRUE_SMS_TEST_OTP must be phone:code pairs separated by commas".into())
+                ConfigError(
+                    "GOTRUE_SMS_TEST_OTP must be phone:code pairs separated by commas".into(),
+                )
             })?;
             let phone = phone.trim().trim_start_matches('+').replace(' ', "");
             let code = code.trim();
@@ -136,14 +138,18 @@ impl SmsConfig {
         };
         let otp_length = v.parse(&["GOTRUE_SMS_OTP_LENGTH"], 6usize)?;
         if !(6..=10).contains(&otp_length) {
-            return Err(ConfigError("GOTRUE_SMS_OTP_LENGTH must be between 6 and 10".into()));
+            return Err(ConfigError(
+                "GOTRUE_SMS_OTP_LENGTH must be between 6 and 10".into(),
+            ));
         }
         let test_otp_valid_until = match v.str(&["GOTRUE_SMS_TEST_OTP_VALID_UNTIL"]) {
             None => None,
             Some(raw) => Some(
                 chrono::DateTime::parse_from_rfc3339(raw.trim())
                     .map_err(|_| {
-                        ConfigError("GOTRUE_SMS_TEST_OTP_VALID_UNTIL must be an RFC 3339 time".into())
+                        ConfigError(
+                            "GOTRUE_SMS_TEST_OTP_VALID_UNTIL must be an RFC 3339 time".into(),
+                        )
                     })?
                     .with_timezone(&chrono::Utc),
             ),

@@ -27,6 +27,26 @@ pub struct WechatConfig {
     pub timeout: Duration,
     /// Timeout for `getwxacodeunlimit`, which WeChat often answers slowly.
     pub qrcode_timeout: Duration,
+    /// Whether `wechatBindPhone` may merge a fresh WeChat-only account into the account that
+    /// already has the number (`WEAUTH_WECHAT_PHONE_MERGE`: `auto`, `true`, `false`).
+    pub phone_merge: PhoneMerge,
+    /// How young the WeChat account must be to be merged (`WEAUTH_WECHAT_PHONE_MERGE_WINDOW`,
+    /// default 10m).
+    pub phone_merge_window: Duration,
+    /// Access-token lifetime, in seconds, of a WeChat account that may still be merged
+    /// (`WEAUTH_WECHAT_PROVISIONAL_JWT_EXP`, default 60): bounds how long a token naming the
+    /// merged account stays in use.
+    pub provisional_jwt_exp: i64,
+}
+
+/// `WEAUTH_WECHAT_PHONE_MERGE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhoneMerge {
+    /// Merge when phone sign-in by SMS code works on this server: whoever holds the number can
+    /// sign into that account with a code anyway, so the merge grants nothing more.
+    Auto,
+    Always,
+    Never,
 }
 
 impl WechatConfig {
@@ -102,6 +122,32 @@ impl WechatConfig {
             apps,
             timeout: v.millis(&["WEAUTH_WECHAT_TIMEOUT_MS"], 5000)?,
             qrcode_timeout: v.millis(&["WEAUTH_WECHAT_QRCODE_TIMEOUT_MS"], 15000)?,
+            phone_merge: match v
+                .str(&["WEAUTH_WECHAT_PHONE_MERGE"])
+                .map(|s| s.trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("auto") => PhoneMerge::Auto,
+                Some("true" | "1" | "on" | "yes") => PhoneMerge::Always,
+                Some("false" | "0" | "off" | "no") => PhoneMerge::Never,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "WEAUTH_WECHAT_PHONE_MERGE must be auto, true or false, got {other:?}"
+                    )))
+                }
+            },
+            phone_merge_window: v.go_duration(
+                &["WEAUTH_WECHAT_PHONE_MERGE_WINDOW"],
+                Duration::from_secs(600),
+            )?,
+            provisional_jwt_exp: match v.parse(&["WEAUTH_WECHAT_PROVISIONAL_JWT_EXP"], 60i64)? {
+                n @ 20..=3600 => n,
+                _ => {
+                    return Err(ConfigError(
+                        "WEAUTH_WECHAT_PROVISIONAL_JWT_EXP must be between 20 and 3600 seconds".into(),
+                    ))
+                }
+            },
         })
     }
 }

@@ -229,6 +229,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    weauth.merged_users (from_user_id) {
+        from_user_id -> Uuid,
+        into_user_id -> Uuid,
+        app_id -> Text,
+        merged_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(

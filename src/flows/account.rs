@@ -407,8 +407,20 @@ pub async fn update_user(
         let now = db_now();
         let id = current.id;
         let mut changes = AccountChanges::new(&current);
-        if new_hash.is_some() && tx_state.config.security.update_password_require_reauthentication {
-            check_reauthentication(conn, &tx_state, &current, keep_session, nonce.as_deref(), now)?;
+        if new_hash.is_some()
+            && tx_state
+                .config
+                .security
+                .update_password_require_reauthentication
+        {
+            check_reauthentication(
+                conn,
+                &tx_state,
+                &current,
+                keep_session,
+                nonce.as_deref(),
+                now,
+            )?;
             changes.clear_token(TokenType::Reauthentication);
         }
         if let Some(meta) = user_metadata {
@@ -499,7 +511,14 @@ fn check_reauthentication(
         }
     };
     let hash = super::otp::token_hash(relates_to, nonce);
-    match super::otp::check(conn, user.id, TokenType::Reauthentication, &hash, rules, now)? {
+    match super::otp::check(
+        conn,
+        user.id,
+        TokenType::Reauthentication,
+        &hash,
+        rules,
+        now,
+    )? {
         super::otp::Checked::Valid => Ok(()),
         super::otp::Checked::Wrong => Err(invalid()),
     }

@@ -9,7 +9,7 @@ use crate::auth::jwt::IncomingClaims;
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::identity::Identity;
-use crate::models::session;
+use crate::models::{session, wechat};
 use crate::models::user::{self, User};
 use crate::state::AppState;
 
@@ -40,7 +40,15 @@ pub async fn user(state: &Arc<AppState>, token: &str) -> ApiResult<Authenticated
     })?;
     let session_id = session_claim(&claims)?;
     let found = db::run(&state.pool, move |conn| {
-        Ok(user::find_for_token(conn, user_id, session_id)?)
+        match user::find_for_token(conn, user_id, session_id)? {
+            // A WeChat account merged into another (`flows::phone_merge`): its token, until it
+            // expires, is served as the account its session now belongs to.
+            None if session_id.is_some() => match wechat::merged_into(conn, user_id)? {
+                Some(into) => Ok(user::find_for_token(conn, into, session_id)?),
+                None => Ok(None),
+            },
+            found => Ok(found),
+        }
     })
     .await?;
     let (user, session_found, identities) = found.ok_or_else(|| {

@@ -21,6 +21,7 @@
 //! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
 //! | [`otp`] the one-time codes of SMS and e-mail: generate, store, check | `crypto.GenerateOtp`, `verify.go` `isOtpValid` |
 //! | [`phone`] codes by SMS: `/otp`, `/resend`, `/reauthenticate` for phones | `phone.go`, `otp.go` `SmsOtp` |
+//! | [`phone_merge`] a fresh WeChat account merged into the one owning the phone WeChat vouches for | — |
 //! | [`verify`] a code or e-mail link turned into a session | `verify.go` |
 //! | [`health`] readiness (the database answers) | — |
 
@@ -34,6 +35,7 @@ pub mod oauth;
 pub mod otp;
 pub mod password;
 pub mod phone;
+pub mod phone_merge;
 pub mod redirect;
 pub mod session;
 pub mod signup;

@@ -144,8 +144,7 @@ pub fn check(
     let stored = pending.token_hash.as_bytes();
     let matches = |candidate: &[u8]| bool::from(candidate.ct_eq(stored));
     let equal = !stored.is_empty()
-        && (matches(token_hash.as_bytes())
-            || matches(format!("pkce_{token_hash}").as_bytes()));
+        && (matches(token_hash.as_bytes()) || matches(format!("pkce_{token_hash}").as_bytes()));
     if live && equal && pending.failures < rules.max_attempts as i32 {
         return Ok(Checked::Valid);
     }
@@ -220,9 +219,12 @@ mod tests {
             ErrorCode::OverSmsSendRateLimit
         )
         .is_ok());
-        assert!(
-            ensure_resend_allowed(None, Duration::from_secs(60), now, ErrorCode::OverSmsSendRateLimit)
-                .is_ok()
-        );
+        assert!(ensure_resend_allowed(
+            None,
+            Duration::from_secs(60),
+            now,
+            ErrorCode::OverSmsSendRateLimit
+        )
+        .is_ok());
     }
 }

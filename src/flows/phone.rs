@@ -57,7 +57,10 @@ pub fn send_code(
         ErrorCode::OverSmsSendRateLimit,
     )?;
     let (code, message_id) = match sms.test_otp(phone, now) {
-        Some(fixed) => (OneTimeCode::fixed(phone, fixed), Some("test-otp".to_string())),
+        Some(fixed) => (
+            OneTimeCode::fixed(phone, fixed),
+            Some("test-otp".to_string()),
+        ),
         None => {
             let code = OneTimeCode::generate(phone, sms.otp_length);
             let message_id = deliver(conn, state, rt, user, phone, &code)?;
@@ -125,7 +128,10 @@ pub async fn send_otp(state: &Arc<AppState>, params: PhoneOtp) -> ApiResult<OtpS
         ));
     }
     ensure_sms_channel(params.channel.as_deref())?;
-    let phone = validate::phone(&params.phone, accounts.phone_default_country_code.as_deref())?;
+    let phone = validate::phone(
+        &params.phone,
+        accounts.phone_default_country_code.as_deref(),
+    )?;
     validate::metadata(&params.data)?;
     spend_send_limits(state, &phone).await?;
     let rt = tokio::runtime::Handle::current();
@@ -152,7 +158,10 @@ pub async fn send_otp(state: &Arc<AppState>, params: PhoneOtp) -> ApiResult<OtpS
             None => {
                 let contact = Contact::Phone(phone.clone());
                 let now = db_now();
-                (signup::create_user(conn, state, &contact, "", params.data, None, now)?, true)
+                (
+                    signup::create_user(conn, state, &contact, "", params.data, None, now)?,
+                    true,
+                )
             }
         };
         if user.is_banned(db_now()) {
@@ -246,7 +255,14 @@ pub async fn reauthenticate(state: &Arc<AppState>, user: User) -> ApiResult<Mess
     let rt = tokio::runtime::Handle::current();
     let tx_state = state.clone();
     db::transaction_calling_out(&state.pool, state.config.sms.timeout, move |conn| {
-        send_code(conn, &tx_state, &rt, &user, TokenType::Reauthentication, &phone)
+        send_code(
+            conn,
+            &tx_state,
+            &rt,
+            &user,
+            TokenType::Reauthentication,
+            &phone,
+        )
     })
     .await
 }
@@ -261,9 +277,10 @@ pub fn rules(state: &AppState) -> otp::Rules {
 
 /// True when `phone` is a `GOTRUE_SMS_TEST_OTP` number and `token` its code.
 pub fn is_test_code(state: &AppState, phone: &str, token: &str, now: DateTime<Utc>) -> bool {
-    state
-        .config
-        .sms
-        .test_otp(phone, now)
-        .is_some_and(|code| bool::from(subtle::ConstantTimeEq::ct_eq(code.as_bytes(), token.as_bytes())))
+    state.config.sms.test_otp(phone, now).is_some_and(|code| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            code.as_bytes(),
+            token.as_bytes(),
+        ))
+    })
 }

@@ -128,6 +128,7 @@ pub fn issue(
         sign_in.aal.as_str(),
         amr,
         chrono::Utc::now().timestamp(),
+        token_lifetime(state, &user),
     )?;
     Ok(Session {
         user,
@@ -136,6 +137,16 @@ pub fn issue(
         refresh_token,
         access,
     })
+}
+
+/// `GOTRUE_JWT_EXP`, or less for a WeChat account that may still be merged into another
+/// (`flows::phone_merge`), so that a token naming it is soon refreshed into the other's.
+fn token_lifetime(state: &AppState, user: &User) -> i64 {
+    let normal = state.tokens.lifetime();
+    match super::phone_merge::provisional_lifetime(state, user, chrono::Utc::now()) {
+        Some(short) => short.min(normal),
+        None => normal,
+    }
 }
 
 /// What a refresh did. A replayed token outside the reuse interval revokes its session; that
@@ -265,7 +276,14 @@ pub fn refresh(
         .collect();
     let access = state
         .tokens
-        .mint(&user, session_id, &aal, amr, chrono::Utc::now().timestamp())?;
+        .mint(
+            &user,
+            session_id,
+            &aal,
+            amr,
+            chrono::Utc::now().timestamp(),
+            token_lifetime(state, &user),
+        )?;
     Ok(RefreshOutcome::Issued(Session {
         user,
         identities,

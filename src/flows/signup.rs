@@ -188,7 +188,9 @@ pub async fn signup(
         super::phone::spend_send_limits(state, phone).await?;
     }
     let rt = tokio::runtime::Handle::current();
-    let send_bound = sms_to.as_ref().map_or(Duration::ZERO, |_| state.config.sms.timeout);
+    let send_bound = sms_to
+        .as_ref()
+        .map_or(Duration::ZERO, |_| state.config.sms.timeout);
     let tx_state = state.clone();
     db::transaction_calling_out(&state.pool, send_bound, move |conn| {
         let state = &tx_state;
@@ -247,7 +249,14 @@ pub async fn signup(
         } else {
             let user = match &sms_to {
                 Some(phone) => {
-                    super::phone::send_code(conn, state, &rt, &user, TokenType::Confirmation, phone)?;
+                    super::phone::send_code(
+                        conn,
+                        state,
+                        &rt,
+                        &user,
+                        TokenType::Confirmation,
+                        phone,
+                    )?;
                     user::find_by_id(conn, user.id)?.ok_or_else(super::account::user_not_found)?
                 }
                 None => user,

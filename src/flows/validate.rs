@@ -118,7 +118,11 @@ mod phone_tests {
             "138-0013-8000",
             "(+86) 138 0013 8000",
         ] {
-            assert_eq!(phone(typed, Some("86")).unwrap(), "8613800138000", "{typed}");
+            assert_eq!(
+                phone(typed, Some("86")).unwrap(),
+                "8613800138000",
+                "{typed}"
+            );
         }
         // Other countries' numbers stay as they are.
         assert_eq!(phone("+852 6832 6366", Some("86")).unwrap(), "85268326366");
@@ -226,7 +230,10 @@ mod tests {
 
     #[test]
     fn phones() {
-        assert_eq!(super::phone("+86 138 0013 8000", None).unwrap(), "8613800138000");
+        assert_eq!(
+            super::phone("+86 138 0013 8000", None).unwrap(),
+            "8613800138000"
+        );
         // GoTrue's regex takes 2 to 15 digits; only a leading `+` is removed.
         assert_eq!(super::phone("12", None).unwrap(), "12");
         for bad in [

@@ -99,7 +99,10 @@ enum Proof {
         token: String,
         token_hash: String,
     },
-    Hash { kind: VerifyType, token_hash: String },
+    Hash {
+        kind: VerifyType,
+        token_hash: String,
+    },
 }
 
 /// Checks the body the way GoTrue's `VerifyParams.Validate` does.
@@ -113,7 +116,8 @@ fn proof(state: &AppState, p: VerifyParams) -> ApiResult<Proof> {
         validate::no_nul(name, value.as_deref().unwrap_or(""))?;
     }
     let kind = || {
-        VerifyType::parse(&kind).ok_or_else(|| ApiError::validation("Unsupported verification type"))
+        VerifyType::parse(&kind)
+            .ok_or_else(|| ApiError::validation("Unsupported verification type"))
     };
     match (token, token_hash) {
         (Some(token), None) => {
@@ -199,8 +203,12 @@ fn verify_in(
 ) -> ApiResult<Outcome> {
     let now = db_now();
     let aud = state.config.jwt.aud.clone();
-    let link_invalid =
-        || ApiError::forbidden(ErrorCode::OtpExpired, "Email link is invalid or has expired");
+    let link_invalid = || {
+        ApiError::forbidden(
+            ErrorCode::OtpExpired,
+            "Email link is invalid or has expired",
+        )
+    };
     let (kind, user, matched) = match proof {
         Proof::Hash { kind, token_hash } => {
             let Some((id, token_type)) =
@@ -239,8 +247,14 @@ fn verify_in(
                     matched = Some(*token_type);
                     break;
                 }
-                if otp::check(conn, user.id, *token_type, &token_hash, rules(state, kind), now)?
-                    == Checked::Valid
+                if otp::check(
+                    conn,
+                    user.id,
+                    *token_type,
+                    &token_hash,
+                    rules(state, kind),
+                    now,
+                )? == Checked::Valid
                 {
                     matched = Some(*token_type);
                     break;
@@ -304,7 +318,12 @@ fn apply(
         }
         (VerifyType::PhoneChange, _) => {
             let new_phone = user.phone_change.clone().unwrap_or_default();
-            super::account::ensure_phone_free(conn, &new_phone, Some(user.id), super::account::PHONE_TAKEN)?;
+            super::account::ensure_phone_free(
+                conn,
+                &new_phone,
+                Some(user.id),
+                super::account::PHONE_TAKEN,
+            )?;
             changes.confirmed_phone(&new_phone, now);
             action = "user_modified";
         }
@@ -313,14 +332,18 @@ fn apply(
                 TokenType::EmailChangeCurrent => TokenType::EmailChangeNew,
                 _ => TokenType::EmailChangeCurrent,
             };
-            let other_pending = crate::models::one_time_token::pending_for_update(conn, user.id, other)?
-                .is_some_and(|p| !p.token_hash.is_empty());
+            let other_pending =
+                crate::models::one_time_token::pending_for_update(conn, user.id, other)?
+                    .is_some_and(|p| !p.token_hash.is_empty());
             if other_pending {
                 changes.write(conn, now)?;
                 return Ok(Verified::FirstOfTwoConfirmations);
             }
             let new_email = user.email_change.clone().unwrap_or_default();
-            let aud = user.aud.clone().unwrap_or_else(|| state.config.jwt.aud.clone());
+            let aud = user
+                .aud
+                .clone()
+                .unwrap_or_else(|| state.config.jwt.aud.clone());
             super::account::ensure_email_free(conn, &aud, &new_email, Some(user.id))?;
             changes.clear_token(other);
             changes.confirmed_email(&new_email, now);
@@ -355,5 +378,7 @@ fn apply(
     let user = changes.write(conn, now)?;
     otp::clear_all(conn, user.id)?;
     let sign_in = SignIn::first_factor(AuthMethod::Otp, action);
-    Ok(Verified::Session(session::issue(conn, state, user, sign_in, client)?))
+    Ok(Verified::Session(session::issue(
+        conn, state, user, sign_in, client,
+    )?))
 }

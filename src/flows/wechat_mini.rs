@@ -277,10 +277,24 @@ pub async fn bind_phone(
             "WeChat returned an invalid phone number",
         )
     })?;
+    let tx_state = state.clone();
     db::transaction(&state.pool, move |conn| {
         if current.phone.as_deref() != Some(phone.as_str()) || current.phone_confirmed_at.is_none()
         {
             let now = db_now();
+            // The number is another account's: flow ② merges this fresh WeChat account into
+            // it when that is safe (`flows::phone_merge`), else 422 `phone_exists`.
+            if let Some(owner) = user::find_by_phone(conn, &phone)?.filter(|o| o.id != user_id) {
+                let merged = super::phone_merge::merge(
+                    conn,
+                    &tx_state,
+                    &app.app_id,
+                    &current,
+                    &owner,
+                    now,
+                )?;
+                return user::find_with_identities(conn, merged.id)?.ok_or_else(user_not_found);
+            }
             super::account::ensure_phone_free(
                 conn,
                 &phone,

@@ -222,6 +222,16 @@ pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<bool> {
     Ok(diesel::delete(identities::table.find(id)).execute(conn)? == 1)
 }
 
+/// Moves every identity of `from` to `into` (a merge).
+pub fn reassign(conn: &mut PgConnection, from: Uuid, into: Uuid) -> QueryResult<usize> {
+    diesel::update(identities::table.filter(identities::user_id.eq(from)))
+        .set((
+            identities::user_id.eq(into),
+            identities::updated_at.eq(chrono::Utc::now()),
+        ))
+        .execute(conn)
+}
+
 pub fn delete_for_user(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<usize> {
     diesel::delete(identities::table.filter(identities::user_id.eq(user_id))).execute(conn)
 }

@@ -63,6 +63,19 @@ pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Opti
     Ok((created == 1).then_some(session_id))
 }
 
+/// Moves every session of `from`, with its refresh tokens, to `into` (a merge): the sessions
+/// keep their ids and refresh tokens, so the client's next refresh yields `into`'s tokens.
+pub fn reassign(conn: &mut PgConnection, from: Uuid, into: Uuid) -> QueryResult<()> {
+    diesel::sql_query(
+        "WITH s AS (UPDATE auth.sessions SET user_id = $2, updated_at = now() WHERE user_id = $1)
+         UPDATE auth.refresh_tokens SET user_id = $2::text WHERE user_id = $1::text",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(from)
+    .bind::<diesel::sql_types::Uuid, _>(into)
+    .execute(conn)?;
+    Ok(())
+}
+
 /// When the session was created (`None`: no such session).
 pub fn created_at(
     conn: &mut PgConnection,

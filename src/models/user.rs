@@ -509,6 +509,17 @@ pub fn soft_delete(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Que
     Ok(update(conn, id, changes, now)?.is_some())
 }
 
+/// Locks both users' rows, in id order (two merges of the same pair cannot deadlock); the
+/// ids that exist.
+pub fn lock_pair(conn: &mut PgConnection, a: Uuid, b: Uuid) -> QueryResult<Vec<Uuid>> {
+    users::table
+        .filter(users::id.eq_any([a, b]))
+        .order(users::id)
+        .select(users::id)
+        .for_update()
+        .load(conn)
+}
+
 /// Deletes the user (cascading to identities, sessions, refresh tokens, factors, ...).
 pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<bool> {
     Ok(diesel::delete(users::table.find(id)).execute(conn)? > 0)

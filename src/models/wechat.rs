@@ -137,3 +137,35 @@ pub fn invalidate_access_token(
     .execute(conn)?;
     Ok(())
 }
+
+/// Moves the session_keys of `from` to `into` (a merge).
+pub fn reassign_session_keys(conn: &mut PgConnection, from: Uuid, into: Uuid) -> QueryResult<()> {
+    diesel::update(wechat_session_keys::table.filter(wechat_session_keys::user_id.eq(from)))
+        .set(wechat_session_keys::user_id.eq(into))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records that `from` was merged into `into` through `app_id`.
+pub fn record_merge(conn: &mut PgConnection, from: Uuid, into: Uuid, app_id: &str) -> QueryResult<()> {
+    use crate::db::schema::merged_users;
+    diesel::insert_into(merged_users::table)
+        .values((
+            merged_users::from_user_id.eq(from),
+            merged_users::into_user_id.eq(into),
+            merged_users::app_id.eq(app_id),
+            merged_users::merged_at.eq(Utc::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The account `from` was merged into, if it was.
+pub fn merged_into(conn: &mut PgConnection, from: Uuid) -> QueryResult<Option<Uuid>> {
+    use crate::db::schema::merged_users;
+    merged_users::table
+        .find(from)
+        .select(merged_users::into_user_id)
+        .first(conn)
+        .optional()
+}

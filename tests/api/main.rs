@@ -1,6 +1,7 @@
 //! Integration tests: weauth over real HTTP, a real PostgreSQL database per test, and the real
 //! WeChat emulator. One test binary, so the crate links once.
 
+mod hook_receiver;
 mod support;
 
 mod admin;
@@ -22,9 +23,11 @@ mod rate_limits;
 mod schema;
 mod signing_keys;
 mod signup;
+mod sms_providers;
 mod spec;
 mod supabase_js;
 mod token;
 mod two_instances;
 mod user;
 mod wechat;
+mod wechat_merge;

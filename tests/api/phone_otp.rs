@@ -91,8 +91,11 @@ async fn sign_in_by_code_creates_and_confirms_the_user_once() {
     let app = app(&[]);
     // Typed the national way; stored with the country code.
     let body = expect_json(
-        app.post("/auth/v1/otp", json!({"phone": "138 0013 8000", "data": {"nick": "a"}}))
-            .await,
+        app.post(
+            "/auth/v1/otp",
+            json!({"phone": "138 0013 8000", "data": {"nick": "a"}}),
+        )
+        .await,
         200,
     )
     .await;
@@ -123,8 +126,14 @@ async fn sign_in_by_code_creates_and_confirms_the_user_once() {
 
     // A confirmed user asking again gets a new code (and `{}`: the hook has no message id).
     expect_json(app.post("/auth/v1/otp", json!({"phone": PHONE})).await, 429).await;
-    app.db.execute("UPDATE auth.users SET confirmation_sent_at = now() - interval '2 minutes'");
-    expect_json(app.post("/auth/v1/otp", json!({"phone": "013800138000"})).await, 200).await;
+    app.db
+        .execute("UPDATE auth.users SET confirmation_sent_at = now() - interval '2 minutes'");
+    expect_json(
+        app.post("/auth/v1/otp", json!({"phone": "013800138000"}))
+            .await,
+        200,
+    )
+    .await;
     let second = last_code(&app, PHONE);
     let again = expect_json(verify(&app, PHONE, &second, "sms").await, 200).await;
     assert_eq!(again["user"]["id"], session["user"]["id"]);
@@ -149,26 +158,35 @@ async fn resends_wait_for_the_interval_with_gotrues_message() {
     assert_eq!(codes(&app, PHONE).len(), 1, "no second SMS");
     // /resend for an unconfirmed number honours the same interval.
     expect_error(
-        app.post("/auth/v1/resend", json!({"type": "sms", "phone": PHONE})).await,
+        app.post("/auth/v1/resend", json!({"type": "sms", "phone": PHONE}))
+            .await,
         429,
         "over_sms_send_rate_limit",
     )
     .await;
-    app.db.execute("UPDATE auth.users SET confirmation_sent_at = now() - interval '61 seconds'");
+    app.db
+        .execute("UPDATE auth.users SET confirmation_sent_at = now() - interval '61 seconds'");
     expect_json(
-        app.post("/auth/v1/resend", json!({"type": "sms", "phone": PHONE})).await,
+        app.post("/auth/v1/resend", json!({"type": "sms", "phone": PHONE}))
+            .await,
         200,
     )
     .await;
     let sent = codes(&app, PHONE);
     assert_eq!(sent.len(), 2);
     // Only the newest code works.
-    expect_error(verify(&app, PHONE, &sent[0], "sms").await, 403, "otp_expired").await;
+    expect_error(
+        verify(&app, PHONE, &sent[0], "sms").await,
+        403,
+        "otp_expired",
+    )
+    .await;
     expect_json(verify(&app, PHONE, &sent[1], "sms").await, 200).await;
     // Nothing to resend to a confirmed or unknown number: `{}` and no SMS.
     for phone in [PHONE, "8613700000000"] {
         let body = expect_json(
-            app.post("/auth/v1/resend", json!({"type": "sms", "phone": phone})).await,
+            app.post("/auth/v1/resend", json!({"type": "sms", "phone": phone}))
+                .await,
             200,
         )
         .await;
@@ -191,7 +209,12 @@ async fn wrong_codes_kill_the_code_and_expired_or_foreign_codes_fail() {
     assert_eq!(app.db.count("auth.one_time_tokens"), 0);
 
     // A code for another number does not work for this one.
-    expect_json(app.post("/auth/v1/otp", json!({"phone": "8613700000000"})).await, 200).await;
+    expect_json(
+        app.post("/auth/v1/otp", json!({"phone": "8613700000000"}))
+            .await,
+        200,
+    )
+    .await;
     let other = last_code(&app, "8613700000000");
     app.db.execute("UPDATE auth.users SET confirmation_sent_at = now() - interval '2 minutes' WHERE phone = '8613800138000'");
     expect_json(app.post("/auth/v1/otp", json!({"phone": PHONE})).await, 200).await;
@@ -202,14 +225,23 @@ async fn wrong_codes_kill_the_code_and_expired_or_foreign_codes_fail() {
     app.db.execute("UPDATE auth.users SET confirmation_sent_at = now() - interval '61 seconds' WHERE phone = '8613800138000'");
     expect_error(verify(&app, PHONE, &fresh, "sms").await, 403, "otp_expired").await;
     // Unknown number: the same answer.
-    expect_error(verify(&app, "8613600000000", "123456", "sms").await, 403, "otp_expired").await;
+    expect_error(
+        verify(&app, "8613600000000", "123456", "sms").await,
+        403,
+        "otp_expired",
+    )
+    .await;
 }
 
 #[actix_web::test]
 async fn create_user_false_and_disabled_phone_logins_are_refused_without_a_trace() {
     let app = app(&[]);
     expect_error(
-        app.post("/auth/v1/otp", json!({"phone": PHONE, "create_user": false})).await,
+        app.post(
+            "/auth/v1/otp",
+            json!({"phone": PHONE, "create_user": false}),
+        )
+        .await,
         422,
         "otp_disabled",
     )
@@ -217,7 +249,9 @@ async fn create_user_false_and_disabled_phone_logins_are_refused_without_a_trace
     assert_eq!(app.db.count("auth.users"), 0);
     assert!(codes(&app, PHONE).is_empty());
     // A send the hook refuses leaves no user and no code.
-    let res = app.post("/auth/v1/otp", json!({"phone": "8613999999999"})).await;
+    let res = app
+        .post("/auth/v1/otp", json!({"phone": "8613999999999"}))
+        .await;
     assert!(res.status().is_server_error() || res.status().is_client_error());
     assert_eq!(app.db.count("auth.users"), 0);
     assert_eq!(app.db.count("auth.one_time_tokens"), 0);
@@ -226,8 +260,14 @@ async fn create_user_false_and_disabled_phone_logins_are_refused_without_a_trace
         (json!({"phone": "not a phone"}), "validation_failed"),
         (json!({"phone": "+0123"}), "validation_failed"),
         (json!({"phone": "1380013800012345"}), "validation_failed"),
-        (json!({"phone": PHONE, "channel": "whatsapp"}), "validation_failed"),
-        (json!({"phone": PHONE, "email": "a@example.com"}), "validation_failed"),
+        (
+            json!({"phone": PHONE, "channel": "whatsapp"}),
+            "validation_failed",
+        ),
+        (
+            json!({"phone": PHONE, "email": "a@example.com"}),
+            "validation_failed",
+        ),
         (json!({}), "validation_failed"),
     ] {
         expect_error(app.post("/auth/v1/otp", body).await, 400, code).await;
@@ -240,7 +280,12 @@ async fn create_user_false_and_disabled_phone_logins_are_refused_without_a_trace
         json!({"phone": PHONE, "token": "123456", "type": "nonsense"}),
         json!({"token_hash": "abc", "type": "sms"}),
     ] {
-        expect_error(app.post("/auth/v1/verify", body).await, 400, "validation_failed").await;
+        expect_error(
+            app.post("/auth/v1/verify", body).await,
+            400,
+            "validation_failed",
+        )
+        .await;
     }
     let off = TestApp::builder()
         .env("GOTRUE_EXTERNAL_PHONE_ENABLED", "false")
@@ -266,8 +311,11 @@ async fn create_user_false_and_disabled_phone_logins_are_refused_without_a_trace
 async fn phone_signup_without_autoconfirm_is_confirmed_by_its_code() {
     let app = app(&[]);
     let user = expect_json(
-        app.post("/auth/v1/signup", json!({"phone": "13800138000", "password": "secret-pw-1"}))
-            .await,
+        app.post(
+            "/auth/v1/signup",
+            json!({"phone": "13800138000", "password": "secret-pw-1"}),
+        )
+        .await,
         200,
     )
     .await;
@@ -325,12 +373,27 @@ async fn a_new_phone_is_confirmed_by_a_code_sent_to_it() {
     let code = last_code(&app, "8613700000000");
     assert!(codes(&app, PHONE).len() == 1, "nothing to the old number");
     // The code was sent to the new number: verifying it on the old one fails.
-    expect_error(verify(&app, PHONE, &code, "phone_change").await, 403, "otp_expired").await;
-    let changed = expect_json(verify(&app, "13700000000", &code, "phone_change").await, 200).await;
+    expect_error(
+        verify(&app, PHONE, &code, "phone_change").await,
+        403,
+        "otp_expired",
+    )
+    .await;
+    let changed = expect_json(
+        verify(&app, "13700000000", &code, "phone_change").await,
+        200,
+    )
+    .await;
     assert_eq!(changed["user"]["phone"], "8613700000000");
-    assert!(changed["user"].get("new_phone").is_none(), "no pending change");
+    assert!(
+        changed["user"].get("new_phone").is_none(),
+        "no pending change"
+    );
     let identities = changed["user"]["identities"].as_array().unwrap();
-    let phone_identity = identities.iter().find(|i| i["provider"] == "phone").unwrap();
+    let phone_identity = identities
+        .iter()
+        .find(|i| i["provider"] == "phone")
+        .unwrap();
     assert_eq!(phone_identity["identity_data"]["phone"], "8613700000000");
 }
 
@@ -351,7 +414,8 @@ async fn reauthentication_code_is_needed_for_a_password_change_on_an_old_session
     };
     // A fresh session may change the password without a code.
     expect_json(put(json!({"password": "first-pw-123"})).await.unwrap(), 200).await;
-    app.db.execute("UPDATE auth.sessions SET created_at = now() - interval '2 days'");
+    app.db
+        .execute("UPDATE auth.sessions SET created_at = now() - interval '2 days'");
     expect_error(
         put(json!({"password": "second-pw-123"})).await.unwrap(),
         400,
@@ -362,19 +426,25 @@ async fn reauthentication_code_is_needed_for_a_password_change_on_an_old_session
     assert_eq!(sent, json!({}));
     let nonce = last_code(&app, PHONE);
     expect_error(
-        put(json!({"password": "second-pw-123", "nonce": "000000x"})).await.unwrap(),
+        put(json!({"password": "second-pw-123", "nonce": "000000x"}))
+            .await
+            .unwrap(),
         422,
         "reauthentication_not_valid",
     )
     .await;
     expect_json(
-        put(json!({"password": "second-pw-123", "nonce": nonce})).await.unwrap(),
+        put(json!({"password": "second-pw-123", "nonce": nonce}))
+            .await
+            .unwrap(),
         200,
     )
     .await;
     // The nonce is used up.
     expect_error(
-        put(json!({"password": "third-pw-1234", "nonce": nonce})).await.unwrap(),
+        put(json!({"password": "third-pw-1234", "nonce": nonce}))
+            .await
+            .unwrap(),
         422,
         "reauthentication_not_valid",
     )
@@ -384,13 +454,34 @@ async fn reauthentication_code_is_needed_for_a_password_change_on_an_old_session
 #[actix_web::test]
 async fn test_numbers_get_their_fixed_code_and_no_sms() {
     let app = app(&[("GOTRUE_SMS_TEST_OTP", "8613800138000:246810")]);
-    let sent = expect_json(app.post("/auth/v1/otp", json!({"phone": "13800138000"})).await, 200).await;
+    let sent = expect_json(
+        app.post("/auth/v1/otp", json!({"phone": "13800138000"}))
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(sent, json!({}));
-    assert!(codes(&app, PHONE).is_empty(), "a test number is never sent an SMS");
-    expect_error(verify(&app, PHONE, "135790", "sms").await, 403, "otp_expired").await;
+    assert!(
+        codes(&app, PHONE).is_empty(),
+        "a test number is never sent an SMS"
+    );
+    expect_error(
+        verify(&app, PHONE, "135790", "sms").await,
+        403,
+        "otp_expired",
+    )
+    .await;
     let session = expect_json(verify(&app, PHONE, "246810", "sms").await, 200).await;
     assert_eq!(session["user"]["phone"], PHONE);
-    let settings = expect_json(app.client.get(app.url("/auth/v1/settings")).send().await.unwrap(), 200).await;
+    let settings = expect_json(
+        app.client
+            .get(app.url("/auth/v1/settings"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
     assert_eq!(settings["sms_provider"], "hook");
     assert_eq!(settings["external"]["phone"], true);
 }

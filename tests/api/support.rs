@@ -1,5 +1,6 @@
 //! Test harness: a fresh PostgreSQL database per test (cloned from a migrated template), weauth
-//! served over real HTTP on a random port, and the WeChat emulator beside it.
+//! served over real HTTP on a random port, and the emulator (WeChat, Aliyun and Tencent SMS)
+//! beside it.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -204,7 +205,7 @@ impl Drop for TestDb {
 }
 
 /// A server running on its own actix system thread; stopped on drop.
-struct Running {
+pub struct Running {
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -220,7 +221,7 @@ impl Drop for Running {
     }
 }
 
-fn spawn_server<F>(make: F) -> (u16, Running)
+pub fn spawn_server<F>(make: F) -> (u16, Running)
 where
     F: FnOnce(TcpListener) -> std::io::Result<actix_web::dev::Server> + Send + 'static,
 {
@@ -252,9 +253,10 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Emulator {
+        let mut env = wechat_env();
+        env.extend(sms_env());
         let config =
-            weauth_emulator::EmulatorConfig::from_lookup(&|name| wechat_env().get(name).cloned())
-                .unwrap();
+            weauth_emulator::EmulatorConfig::from_lookup(&|name| env.get(name).cloned()).unwrap();
         let (port, server) = spawn_server(move |l| weauth_emulator::start(config, l));
         Emulator {
             url: format!("http://127.0.0.1:{port}"),
@@ -317,6 +319,91 @@ impl Emulator {
         )
         .await;
     }
+
+    /// The SMS the emulator accepted for `phone` (any form: `13800138000`, `8613800138000`,
+    /// `+8613800138000`), oldest first. Each is `{provider, phone (as sent), e164, sign_name,
+    /// template, params, otp, message_id, time}`; `otp` is the code.
+    pub async fn sms_messages(&self, phone: &str) -> Vec<Value> {
+        let res = reqwest::Client::new()
+            .get(format!("{}/emulator/sms", self.url))
+            .query(&[("phone", phone)])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "emulator /emulator/sms answered {}",
+            res.status()
+        );
+        let body: Value = res.json().await.unwrap();
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The code of the last SMS sent to `phone`, if any.
+    pub async fn last_sms_otp(&self, phone: &str) -> Option<String> {
+        self.sms_messages(phone)
+            .await
+            .last()
+            .and_then(|m| m["otp"].as_str().map(str::to_string))
+    }
+
+    /// Makes the next `SendSms` of `provider` (`aliyun` | `tencent`) fail with the provider's
+    /// `code` (`isv.BUSINESS_LIMIT_CONTROL`, `LimitExceeded.PhoneNumberDailyLimit`, ...), in the
+    /// provider's real error shape.
+    pub async fn sms_fail_next(&self, provider: &str, code: &str) {
+        self.post(
+            "/emulator/sms/fail_next",
+            json!({"provider": provider, "code": code}),
+        )
+        .await;
+    }
+}
+
+/// The test SMS accounts: the emulator accepts exactly these, and `Builder::sms` gives weauth the
+/// same (secrets too), so a signature mismatch is a signer/verifier disagreement.
+pub const SMS_ALIYUN_ACCESS_KEY_ID: &str = "LTAItestAccessKey01";
+pub const SMS_ALIYUN_ACCESS_KEY_SECRET: &str = "test-aliyun-access-key-secret";
+pub const SMS_ALIYUN_SIGN_NAME: &str = "weauth测试";
+pub const SMS_ALIYUN_TEMPLATE_CODE: &str = "SMS_465000001";
+pub const SMS_TENCENT_SECRET_ID: &str = "AKIDtestSecretId0000000000000001";
+pub const SMS_TENCENT_SECRET_KEY: &str = "test-tencent-secret-key";
+pub const SMS_TENCENT_SDK_APP_ID: &str = "1400006666";
+pub const SMS_TENCENT_SIGN_NAME: &str = "weauth测试";
+pub const SMS_TENCENT_TEMPLATE_ID: &str = "2100001";
+
+/// The `WEAUTH_SMS_*` account variables of both providers (endpoints not included).
+pub fn sms_env() -> BTreeMap<String, String> {
+    [
+        ("WEAUTH_SMS_ALIYUN_ACCESS_KEY_ID", SMS_ALIYUN_ACCESS_KEY_ID),
+        (
+            "WEAUTH_SMS_ALIYUN_ACCESS_KEY_SECRET",
+            SMS_ALIYUN_ACCESS_KEY_SECRET,
+        ),
+        ("WEAUTH_SMS_ALIYUN_SIGN_NAME", SMS_ALIYUN_SIGN_NAME),
+        ("WEAUTH_SMS_ALIYUN_TEMPLATE_CODE", SMS_ALIYUN_TEMPLATE_CODE),
+        ("WEAUTH_SMS_TENCENT_SECRET_ID", SMS_TENCENT_SECRET_ID),
+        ("WEAUTH_SMS_TENCENT_SECRET_KEY", SMS_TENCENT_SECRET_KEY),
+        ("WEAUTH_SMS_TENCENT_SDK_APP_ID", SMS_TENCENT_SDK_APP_ID),
+        ("WEAUTH_SMS_TENCENT_SIGN_NAME", SMS_TENCENT_SIGN_NAME),
+        ("WEAUTH_SMS_TENCENT_TEMPLATE_ID", SMS_TENCENT_TEMPLATE_ID),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// weauth's variables for sending SMS through `provider` (`aliyun` | `tencent`) of the emulator
+/// at `emulator_url`.
+pub fn sms_provider_env(provider: &str, emulator_url: &str) -> BTreeMap<String, String> {
+    assert!(
+        matches!(provider, "aliyun" | "tencent"),
+        "SMS provider {provider:?}: aliyun or tencent"
+    );
+    let mut env = sms_env();
+    env.insert("GOTRUE_SMS_PROVIDER".into(), provider.into());
+    env.insert("WEAUTH_SMS_ALIYUN_ENDPOINT".into(), emulator_url.into());
+    env.insert("WEAUTH_SMS_TENCENT_ENDPOINT".into(), emulator_url.into());
+    env
 }
 
 fn wechat_env() -> BTreeMap<String, String> {
@@ -375,6 +462,8 @@ pub struct Builder {
     env: BTreeMap<String, String>,
     wechat: bool,
     db: Option<TestDb>,
+    /// `Builder::sms`: the SMS provider to send through the emulator.
+    sms: Option<String>,
 }
 
 impl Builder {
@@ -397,6 +486,26 @@ impl Builder {
             .env("GOTRUE_EXTERNAL_WECHAT_APP_ENABLED", "true")
     }
 
+    /// Starts the emulator and sends SMS through its `provider` (`"aliyun"` | `"tencent"`):
+    /// sets `GOTRUE_SMS_PROVIDER` and the `WEAUTH_SMS_*` account and endpoint variables. Read
+    /// the codes with `app.emulator().sms_messages(phone)` / `last_sms_otp(phone)`.
+    pub fn sms(mut self, provider: &str) -> Self {
+        assert!(
+            matches!(provider, "aliyun" | "tencent"),
+            "Builder::sms({provider:?}): aliyun or tencent"
+        );
+        self.sms = Some(provider.to_string());
+        self
+    }
+
+    /// Sends SMS through GoTrue's Send SMS hook to `receiver` (`GOTRUE_HOOK_SEND_SMS_ENABLED`,
+    /// `_URI`, `_SECRETS`); the hook takes precedence over any `GOTRUE_SMS_PROVIDER`.
+    pub fn sms_hook(self, receiver: &crate::hook_receiver::HookReceiver) -> Self {
+        self.env("GOTRUE_HOOK_SEND_SMS_ENABLED", "true")
+            .env("GOTRUE_HOOK_SEND_SMS_URI", &receiver.url)
+            .env("GOTRUE_HOOK_SEND_SMS_SECRETS", &receiver.secret)
+    }
+
     /// Uses an existing database (for example one GoTrue created) instead of a fresh one.
     pub fn database(mut self, db: TestDb) -> Self {
         self.db = Some(db);
@@ -416,11 +525,14 @@ impl Builder {
         for limit in weauth::rate_limit::Limit::all() {
             env.insert(limit.env_var().to_string(), "0".to_string());
         }
-        let emulator = self.wechat.then(Emulator::start);
-        if let Some(emu) = &emulator {
+        let emulator = (self.wechat || self.sms.is_some()).then(Emulator::start);
+        if let (true, Some(emu)) = (self.wechat, &emulator) {
             env.extend(wechat_env());
             env.insert("GOTRUE_EXTERNAL_WECHAT_API_URL".into(), emu.url.clone());
             env.insert("WEAUTH_WECHAT_OPEN_URL".into(), emu.url.clone());
+        }
+        if let (Some(provider), Some(emu)) = (&self.sms, &emulator) {
+            env.extend(sms_provider_env(provider, &emu.url));
         }
         env.extend(self.env);
         TestApp::start(db, env, emulator)
@@ -433,6 +545,7 @@ impl TestApp {
             env: BTreeMap::new(),
             wechat: false,
             db: None,
+            sms: None,
         }
     }
 
@@ -482,7 +595,9 @@ impl TestApp {
     }
 
     pub fn emulator(&self) -> &Emulator {
-        self.emulator.as_ref().expect("spawned with .wechat()")
+        self.emulator
+            .as_ref()
+            .expect("spawned with .wechat() or .sms(provider)")
     }
 
     pub fn url(&self, path: &str) -> String {

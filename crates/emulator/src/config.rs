@@ -1,6 +1,7 @@
 //! The emulator's own configuration. It reads the variables weauth reads for the same services
-//! (`GOTRUE_EXTERNAL_WECHAT_APP_ID`/`_SECRET`/`_APPS`), with weauth's parsing rules, so that one
-//! `.env` or environment configures both and they agree on app ids and secrets.
+//! (`GOTRUE_EXTERNAL_WECHAT_APP_ID`/`_SECRET`/`_APPS`, and the `WEAUTH_SMS_ALIYUN_*` /
+//! `WEAUTH_SMS_TENCENT_*` accounts), with weauth's parsing rules, so that one `.env` or
+//! environment configures both and they agree on app ids, keys and secrets.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,6 +44,55 @@ pub struct EmulatorConfig {
     /// The WeChat mini-programs the WeChat emulator knows, keyed by app id: the default app of
     /// `GOTRUE_EXTERNAL_WECHAT_APP_ID`/`_SECRET`, then those of `GOTRUE_EXTERNAL_WECHAT_APPS`.
     pub wechat_apps: BTreeMap<String, Secret>,
+    /// The Aliyun SMS account the SMS emulator accepts (`WEAUTH_SMS_ALIYUN_*`).
+    pub sms_aliyun: Option<AliyunSmsAccount>,
+    /// The Tencent Cloud SMS account the SMS emulator accepts (`WEAUTH_SMS_TENCENT_*`).
+    pub sms_tencent: Option<TencentSmsAccount>,
+}
+
+/// An Aliyun account with one approved signature and one approved template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AliyunSmsAccount {
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub sign_name: String,
+    pub template_code: String,
+}
+
+/// A Tencent Cloud account with one SMS application, one approved signature and one template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TencentSmsAccount {
+    pub secret_id: String,
+    pub secret_key: Secret,
+    pub sdk_app_id: String,
+    pub sign_name: String,
+    pub template_id: String,
+}
+
+/// Reads a group of variables that go together: all set gives `Some(values)`, none `None`, some
+/// an error naming the missing ones.
+fn group<const N: usize>(
+    var: &dyn Fn(&str) -> Option<String>,
+    names: [&str; N],
+) -> Result<Option<[String; N]>, ConfigError> {
+    let values = names.map(|name| var(name).map(|v| v.trim().to_string()));
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = names
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ConfigError(format!(
+            "{} must be set together (missing {})",
+            names.join(", "),
+            missing.join(", ")
+        )));
+    }
+    Ok(Some(values.map(Option::unwrap_or_default)))
 }
 
 impl EmulatorConfig {
@@ -104,7 +154,45 @@ impl EmulatorConfig {
                 add(&id, &secret)?;
             }
         }
-        Ok(EmulatorConfig { wechat_apps: apps })
+        let sms_aliyun = group(
+            &var,
+            [
+                "WEAUTH_SMS_ALIYUN_ACCESS_KEY_ID",
+                "WEAUTH_SMS_ALIYUN_ACCESS_KEY_SECRET",
+                "WEAUTH_SMS_ALIYUN_SIGN_NAME",
+                "WEAUTH_SMS_ALIYUN_TEMPLATE_CODE",
+            ],
+        )?
+        .map(|[id, secret, sign_name, template_code]| AliyunSmsAccount {
+            access_key_id: id,
+            access_key_secret: Secret::new(secret),
+            sign_name,
+            template_code,
+        });
+        let sms_tencent = group(
+            &var,
+            [
+                "WEAUTH_SMS_TENCENT_SECRET_ID",
+                "WEAUTH_SMS_TENCENT_SECRET_KEY",
+                "WEAUTH_SMS_TENCENT_SDK_APP_ID",
+                "WEAUTH_SMS_TENCENT_SIGN_NAME",
+                "WEAUTH_SMS_TENCENT_TEMPLATE_ID",
+            ],
+        )?
+        .map(
+            |[secret_id, key, sdk_app_id, sign_name, template_id]| TencentSmsAccount {
+                secret_id,
+                secret_key: Secret::new(key),
+                sdk_app_id,
+                sign_name,
+                template_id,
+            },
+        );
+        Ok(EmulatorConfig {
+            wechat_apps: apps,
+            sms_aliyun,
+            sms_tencent,
+        })
     }
 }
 
@@ -155,6 +243,37 @@ mod tests {
         assert!(half.0.contains("GOTRUE_EXTERNAL_WECHAT_SECRET"), "{half}");
         let half = read(&[("GOTRUE_EXTERNAL_WECHAT_SECRET", "s")]).unwrap_err();
         assert!(half.0.contains("must be set together"), "{half}");
+    }
+
+    #[test]
+    fn reads_the_sms_accounts_weauth_uses() {
+        let config = read(&[
+            ("WEAUTH_SMS_ALIYUN_ACCESS_KEY_ID", " LTAIkey "),
+            ("WEAUTH_SMS_ALIYUN_ACCESS_KEY_SECRET", "alisecret"),
+            ("WEAUTH_SMS_ALIYUN_SIGN_NAME", "weauth"),
+            ("WEAUTH_SMS_ALIYUN_TEMPLATE_CODE", "SMS_1"),
+        ])
+        .unwrap();
+        let aliyun = config.sms_aliyun.unwrap();
+        assert_eq!(aliyun.access_key_id, "LTAIkey");
+        assert_eq!(aliyun.access_key_secret.expose(), "alisecret");
+        assert_eq!(
+            (aliyun.sign_name.as_str(), aliyun.template_code.as_str()),
+            ("weauth", "SMS_1")
+        );
+        assert!(config.sms_tencent.is_none());
+        assert!(!format!("{aliyun:?}").contains("alisecret"));
+
+        let half = read(&[
+            ("WEAUTH_SMS_TENCENT_SECRET_ID", "AKID1"),
+            ("WEAUTH_SMS_TENCENT_SECRET_KEY", " "),
+        ])
+        .unwrap_err();
+        assert!(
+            half.0
+                .contains("missing WEAUTH_SMS_TENCENT_SECRET_KEY, WEAUTH_SMS_TENCENT_SDK_APP_ID"),
+            "{half}"
+        );
     }
 
     #[test]

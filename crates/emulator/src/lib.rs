@@ -3,7 +3,9 @@
 //!
 //! Today that is WeChat's server API ([`wechat`]: `api.weixin.qq.com`'s paths, bodies and
 //! errcodes, plus the `/emulator/*` control routes that play the phone's part and inject
-//! failures). Each further service gets a module of its own beside it, mounted by [`start`].
+//! failures) and Aliyun's and Tencent Cloud's SMS `SendSms` ([`sms`]: both at `/`, told apart by
+//! their action headers, with `/emulator/sms*` to read messages and inject failures). Each
+//! further service gets a module of its own beside them, mounted by [`start`].
 //!
 //! [`config`] reads the emulator's settings from the variables weauth reads for the same
 //! services. [`start`] serves on an already-bound listener (weauth's tests run the emulator
@@ -11,6 +13,8 @@
 //! SIGINT/SIGTERM. This crate never depends on `weauth`, so the server binary does not link it.
 
 pub mod config;
+mod control;
+pub mod sms;
 pub mod wechat;
 
 use std::net::TcpListener;
@@ -28,11 +32,14 @@ pub use config::{ConfigError, EmulatorConfig, Secret};
 /// runtime.
 pub fn start(config: EmulatorConfig, listener: TcpListener) -> std::io::Result<Server> {
     let wechat = web::Data::new(wechat::WechatEmulator::new(config.wechat_apps));
+    let sms = web::Data::new(sms::SmsEmulator::new(config.sms_aliyun, config.sms_tencent));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(wechat.clone())
+            .app_data(sms.clone())
             .wrap(TracingLogger::default())
             .configure(wechat::configure)
+            .configure(sms::configure)
             .default_service(web::to(not_found))
     })
     // A development tool: two workers are plenty, and tests should stop quickly.
@@ -47,10 +54,18 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     control_error(
         StatusCode::NOT_FOUND,
         format!(
-            "the WeChat emulator has no endpoint {} {}",
+            "the emulator has no endpoint {} {}",
             req.method(),
             req.path()
         ),
+    )
+}
+
+/// A wrong method on a control route: JSON too, not actix's empty 405.
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    control_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.path()),
     )
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use weauth_emulator::sms;
 use weauth_emulator::wechat::{DEV_APP_ID, DEV_APP_SECRET};
 use weauth_emulator::{EmulatorConfig, Secret};
 
@@ -13,7 +14,7 @@ use weauth_emulator::{EmulatorConfig, Secret};
 #[command(
     name = "weauth-emulator",
     version,
-    about = "Emulator of the outside services weauth talks to (WeChat's server API), for development and tests"
+    about = "Emulator of the outside services weauth talks to (WeChat's server API, Aliyun and Tencent Cloud SMS), for development and tests"
 )]
 struct Cli {
     /// Port to listen on (also `WEAUTH_EMULATOR_PORT`).
@@ -79,13 +80,34 @@ fn run(mut config: EmulatorConfig, host: &str, port: u16) -> std::io::Result<()>
             "no WeChat app configured (GOTRUE_EXTERNAL_WECHAT_APP_ID/SECRET): serving the built-in development app with its public secret"
         );
     }
+    if config.sms_aliyun.is_none() {
+        config.sms_aliyun = Some(sms::dev_aliyun_account());
+        tracing::warn!(
+            access_key_id = sms::DEV_ALIYUN_ACCESS_KEY_ID,
+            access_key_secret = sms::DEV_ALIYUN_ACCESS_KEY_SECRET,
+            sign_name = sms::DEV_ALIYUN_SIGN_NAME,
+            template_code = sms::DEV_ALIYUN_TEMPLATE_CODE,
+            "no Aliyun SMS account configured (WEAUTH_SMS_ALIYUN_*): serving the built-in development account with its public secret"
+        );
+    }
+    if config.sms_tencent.is_none() {
+        config.sms_tencent = Some(sms::dev_tencent_account());
+        tracing::warn!(
+            secret_id = sms::DEV_TENCENT_SECRET_ID,
+            secret_key = sms::DEV_TENCENT_SECRET_KEY,
+            sdk_app_id = sms::DEV_TENCENT_SDK_APP_ID,
+            sign_name = sms::DEV_TENCENT_SIGN_NAME,
+            template_id = sms::DEV_TENCENT_TEMPLATE_ID,
+            "no Tencent Cloud SMS account configured (WEAUTH_SMS_TENCENT_*): serving the built-in development account with its public secret"
+        );
+    }
     let listener = TcpListener::bind((host, port))?;
     let address = listener.local_addr()?;
     let app_ids: Vec<&str> = config.wechat_apps.keys().map(String::as_str).collect();
     tracing::info!(
         %address,
         apps = ?app_ids,
-        "WeChat emulator listening; point weauth at it with GOTRUE_EXTERNAL_WECHAT_API_URL=http://{address}"
+        "emulator listening; point weauth at it with GOTRUE_EXTERNAL_WECHAT_API_URL, WEAUTH_SMS_ALIYUN_ENDPOINT and WEAUTH_SMS_TENCENT_ENDPOINT = http://{address}"
     );
     actix_web::rt::System::new()
         .block_on(async move { weauth_emulator::start(config, listener)?.await })

@@ -5,49 +5,17 @@
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
-use serde::de::DeserializeOwned;
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::crypto;
 use super::phone::{split_e164, Phone};
 use super::state::{openid, unionid, unix_now, Api, Failure, Session, WechatEmulator};
-use super::{control_error, crypto};
+use crate::control::{bad_request, parse, ControlError, Reply};
 
 /// `delay_ms` above this is surely a mistake (and would tie up a connection for ages).
 const MAX_DELAY_MS: u64 = 600_000;
-
-/// A control API failure, answered as `{"error": message}` with `status`.
-#[derive(Debug)]
-pub struct ControlError {
-    status: StatusCode,
-    message: String,
-}
-
-impl std::fmt::Display for ControlError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl ResponseError for ControlError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        control_error(self.status, self.message.clone())
-    }
-}
-
-fn bad_request(message: impl Into<String>) -> ControlError {
-    ControlError {
-        status: StatusCode::BAD_REQUEST,
-        message: message.into(),
-    }
-}
-
-type Reply = Result<HttpResponse, ControlError>;
 
 fn default_true() -> bool {
     true
@@ -264,16 +232,6 @@ pub async fn reset(em: web::Data<WechatEmulator>) -> Reply {
     em.lock().reset();
     em.oauth().reset();
     Ok(HttpResponse::Ok().json(json!({})))
-}
-
-/// Parses a JSON body; an empty body counts as `{}` so all-optional requests need none.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn internal(message: String) -> ControlError {

@@ -21,10 +21,9 @@ mod wxacode;
 mod tests;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::control_error;
 use state::{errmsg, rid, WxError};
 
 pub use state::WechatEmulator;
@@ -97,16 +96,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cfg.service(
             web::resource(path)
                 .route(route)
-                .default_service(web::to(method_not_allowed)),
+                .default_service(web::to(crate::method_not_allowed)),
         );
     }
-}
-
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    control_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    )
 }
 
 /// A WeChat error body, HTTP 200 like the real thing (clients must parse the body).

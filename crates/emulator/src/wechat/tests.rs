@@ -402,6 +402,7 @@ fn test_config() -> EmulatorConfig {
             .into_iter()
             .map(|(id, secret)| (id.to_string(), Secret::new(secret)))
             .collect(),
+        ..EmulatorConfig::default()
     }
 }
 
