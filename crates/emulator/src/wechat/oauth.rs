@@ -23,7 +23,8 @@ use serde_json::json;
 
 use super::state::{openid, random_hex, unionid, WechatEmulator, WxError, CODE_TTL, TOKEN_TTL};
 use super::wechat_api::{param, query};
-use super::{control_error, wx_error, wx_json};
+use super::{wx_error, wx_json};
+use crate::control_error;
 
 const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
