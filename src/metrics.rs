@@ -22,6 +22,8 @@ pub struct Metrics {
     http_duration: HistogramVec,
     wechat_calls: IntCounterVec,
     wechat_duration: HistogramVec,
+    sms_sends: IntCounterVec,
+    sms_duration: HistogramVec,
     rate_limited: IntCounterVec,
     pool_in_use: IntGauge,
     pool_waiting: IntGauge,
@@ -89,6 +91,16 @@ impl Metrics {
                 "Latency of calls to WeChat's API by API and outcome",
                 &["api", "outcome"],
             ),
+            sms_sends: counter(
+                "weauth_sms_sends_total",
+                "SMS sends by provider (aliyun, tencent, hook) and outcome",
+                &["provider", "outcome"],
+            ),
+            sms_duration: histogram(
+                "weauth_sms_send_duration_seconds",
+                "Latency of SMS sends by provider and outcome",
+                &["provider", "outcome"],
+            ),
             rate_limited: counter(
                 "weauth_rate_limit_rejections_total",
                 "Requests refused with 429 by weauth's per-client limits, by limit",
@@ -130,6 +142,15 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// One SMS send (`outcome`: ok, rate_limited, invalid_number, rejected, unavailable,
+    /// hook_failed).
+    pub fn sms_send(&self, provider: &str, outcome: &str, elapsed: Duration) {
+        self.sms_sends.with_label_values(&[provider, outcome]).inc();
+        self.sms_duration
+            .with_label_values(&[provider, outcome])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// One request refused by a rate limit.
     pub fn rate_limited(&self, limit: &str) {
         self.rate_limited.with_label_values(&[limit]).inc();
@@ -145,5 +166,25 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sms_sends_are_counted_by_provider_and_outcome() {
+        METRICS.sms_send("aliyun", "ok", Duration::from_millis(120));
+        METRICS.sms_send("tencent", "rate_limited", Duration::from_millis(80));
+        let text = METRICS.render(PoolStats {
+            in_use: 0,
+            waiting: 0,
+            open: 0,
+            max: 1,
+        });
+        assert!(text.contains(r#"weauth_sms_sends_total{outcome="ok",provider="aliyun"}"#), "{text}");
+        assert!(text.contains(r#"weauth_sms_sends_total{outcome="rate_limited",provider="tencent"}"#));
+        assert!(text.contains(r#"weauth_sms_send_duration_seconds_bucket{outcome="ok",provider="aliyun",le="0.25"}"#), "{text}");
     }
 }

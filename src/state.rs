@@ -8,6 +8,7 @@ use crate::auth::password;
 use crate::config::Config;
 use crate::db::{self, PgPool};
 use crate::flows::ClientInfo;
+use crate::providers::hooks::Hook;
 use crate::providers::sms::SmsProvider;
 use crate::providers::wechat::WechatService;
 use crate::rate_limit::{Limit, RateLimits};
@@ -22,6 +23,9 @@ pub struct AppState {
     pub wechat: WechatService,
     /// Where SMS codes go (`GOTRUE_SMS_PROVIDER` or the Send SMS hook); `None`: nowhere.
     pub sms: Option<SmsProvider>,
+    /// GoTrue's custom access-token hook, when enabled: it may change the claims of every
+    /// access token before it is signed (`flows::session`).
+    pub access_token_hook: Option<Hook>,
     pub limits: RateLimits,
     /// Password hashing runs here, never on the executor or the general blocking pool.
     pub hashing: password::HashPool,
@@ -48,6 +52,14 @@ impl AppState {
             tokens: AccessTokens::new(&config.jwt)?,
             wechat: WechatService::new(&config.wechat, pool.clone())?,
             sms: SmsProvider::from_config(&config.sms, &config.hooks)?,
+            access_token_hook: match config.hooks.custom_access_token.active() {
+                Some(endpoint) => Some(Hook::new(
+                    "custom_access_token",
+                    endpoint.clone(),
+                    config.hooks.timeout,
+                )?),
+                None => None,
+            },
             dummy_hash,
             limits: RateLimits::new(&config.rate_limits)?,
             hashing: password::HashPool::new(

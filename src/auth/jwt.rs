@@ -391,6 +391,16 @@ impl AccessTokens {
         }
     }
 
+    /// Signs claims a custom access-token hook returned (already checked by the caller).
+    pub fn sign_claims(&self, claims: &Value, now: i64) -> Result<AccessToken, ApiError> {
+        let exp = claims["exp"].as_i64().unwrap_or(now);
+        Ok(AccessToken {
+            token: self.keys.sign(claims)?,
+            expires_at: exp,
+            expires_in: exp - now,
+        })
+    }
+
     /// `GOTRUE_JWT_EXP`, in seconds.
     pub fn lifetime(&self) -> i64 {
         self.config.exp

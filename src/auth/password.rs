@@ -143,6 +143,65 @@ pub fn check_strength(password: &str, min_length: usize) -> ApiResult<()> {
     Ok(())
 }
 
+/// A job for the hashing threads.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A few dedicated threads for password hashing (one per core by default). argon2id needs
+/// `WEAUTH_ARGON2_MEMORY_KIB` of memory per run: running hashes on the general blocking pool let
+/// every waiting request allocate its own buffer (the benchmark saw 9 GB RSS at 64 concurrent
+/// sign-ins). Here at most `threads` hashes run at once, each thread reuses its allocator arena,
+/// and further requests queue.
+pub struct HashPool {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl HashPool {
+    pub fn new(threads: usize) -> std::io::Result<HashPool> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("weauth-hash-{i}"))
+                .spawn(move || {
+                    KEPT_MEMORY.with(|kept| *kept.borrow_mut() = Some(Vec::new()));
+                    loop {
+                        // The lock is held only while waiting for the next job, not while running it.
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(HashPool {
+            jobs: std::sync::Mutex::new(tx),
+        })
+    }
+
+    /// Runs `f` on a hashing thread and waits for its result without blocking the executor.
+    pub async fn run<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| ApiError::internal("hash pool lock poisoned"))?
+            .send(job)
+            .map_err(|_| ApiError::internal("hash pool stopped"))?;
+        rx.await.map_err(|_| ApiError::internal("hash job dropped"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,64 +308,5 @@ mod tests {
                 .as_u16(),
             400
         );
-    }
-}
-
-/// A job for the hashing threads.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// A few dedicated threads for password hashing (one per core by default). argon2id needs
-/// `WEAUTH_ARGON2_MEMORY_KIB` of memory per run: running hashes on the general blocking pool let
-/// every waiting request allocate its own buffer (the benchmark saw 9 GB RSS at 64 concurrent
-/// sign-ins). Here at most `threads` hashes run at once, each thread reuses its allocator arena,
-/// and further requests queue.
-pub struct HashPool {
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
-}
-
-impl HashPool {
-    pub fn new(threads: usize) -> std::io::Result<HashPool> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..threads.max(1) {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("weauth-hash-{i}"))
-                .spawn(move || {
-                    KEPT_MEMORY.with(|kept| *kept.borrow_mut() = Some(Vec::new()));
-                    loop {
-                        // The lock is held only while waiting for the next job, not while running it.
-                        let job = match rx.lock() {
-                            Ok(guard) => guard.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    }
-                })?;
-        }
-        Ok(HashPool {
-            jobs: std::sync::Mutex::new(tx),
-        })
-    }
-
-    /// Runs `f` on a hashing thread and waits for its result without blocking the executor.
-    pub async fn run<T, F>(&self, f: F) -> ApiResult<T>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        self.jobs
-            .lock()
-            .map_err(|_| ApiError::internal("hash pool lock poisoned"))?
-            .send(job)
-            .map_err(|_| ApiError::internal("hash pool stopped"))?;
-        rx.await.map_err(|_| ApiError::internal("hash job dropped"))
     }
 }

@@ -43,8 +43,9 @@ impl HookConfig {
     }
 }
 
-/// The hooks weauth knows. Only `send_sms` is called so far; the others are read and validated
-/// so that a GoTrue configuration that sets them is checked, not silently ignored.
+/// The hooks weauth knows: `send_sms` and `custom_access_token` are called; `send_email` is
+/// read and validated so that a GoTrue configuration that sets it is checked, not silently
+/// ignored.
 #[derive(Clone, Debug)]
 pub struct HooksConfig {
     pub send_sms: HookConfig,

@@ -240,6 +240,14 @@ impl AccountChanges {
         *column = Some(String::new());
     }
 
+    /// Linking an identity makes an anonymous user permanent (GoTrue `linkIdentity`); the id
+    /// stays.
+    pub fn identity_linked(&mut self) {
+        if self.anonymous {
+            self.row.is_anonymous = Some(false);
+        }
+    }
+
     /// A phone change whose code is about to be sent (the send records its time).
     pub fn pending_phone_change(&mut self, phone: &str) {
         self.row.phone_change = Some(phone.to_string());

@@ -8,6 +8,7 @@
 //!
 //! | Flow | GoTrue |
 //! | --- | --- |
+//! | [`access_token_hook`] the claims a custom access-token hook may return | `tokens/service.go` `validateTokenClaims` |
 //! | [`authenticate`] who the bearer of a token is | `requireAuthentication`, `requireAdmin` |
 //! | [`session`] issuing sessions and refreshing them | `tokens/service.go` |
 //! | [`password`] the password grant | `token.go` `ResourceOwnerPasswordGrant` |
@@ -25,6 +26,7 @@
 //! | [`verify`] a code or e-mail link turned into a session | `verify.go` |
 //! | [`health`] readiness (the database answers) | — |
 
+pub mod access_token_hook;
 pub mod account;
 pub mod admin;
 pub mod authenticate;

@@ -425,17 +425,9 @@ fn link_to(
     }
     let mut changes = super::account::AccountChanges::new(&target);
     changes.add_provider(ext.provider);
-    let user = changes.write(conn, now)?;
-    if !user.is_anonymous {
-        return Ok(user);
-    }
-    // An anonymous user who links WeChat becomes a permanent user (GoTrue does the same for a
-    // provider that vouches for the person); the id stays.
-    let permanent = UserChanges {
-        is_anonymous: Some(false),
-        ..UserChanges::default()
-    };
-    user::update(conn, user.id, permanent, now)?.ok_or_else(super::account::user_not_found)
+    // A guest who links WeChat becomes a permanent user with the same id (GoTrue's rule).
+    changes.identity_linked();
+    changes.write(conn, now)
 }
 
 /// GoTrue's `AsRedirectURL`: the session in the fragment, keys sorted as Go's

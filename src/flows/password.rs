@@ -131,7 +131,7 @@ pub async fn sign_in(
                     ..Default::default()
                 };
                 user::update(conn, user.id, changes, db_now())?
-                    .ok_or_else(|| ApiError::invalid_credentials())?
+                    .ok_or_else(ApiError::invalid_credentials)?
             }
             None => user,
         };

@@ -122,13 +122,14 @@ pub fn issue(
         method: sign_in.method.as_str().to_string(),
         timestamp: now.timestamp(),
     }];
-    let access = state.tokens.mint(
+    let access = sign_access_token(
+        conn,
+        state,
         &user,
         session_id,
         sign_in.aal.as_str(),
         amr,
-        chrono::Utc::now().timestamp(),
-        token_lifetime(state, &user),
+        sign_in.method.as_str(),
     )?;
     Ok(Session {
         user,
@@ -137,6 +138,41 @@ pub fn issue(
         refresh_token,
         access,
     })
+}
+
+/// Signs the session's access token: GoTrue's claims, passed through the custom access-token
+/// hook when one is enabled (GoTrue `internal/tokens/service.go` `generateAccessToken`). A
+/// `pg-functions` hook runs on this transaction; an HTTP hook is called from this blocking
+/// thread. Claims the hook returns are checked before anything is signed.
+fn sign_access_token(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: &User,
+    session_id: Uuid,
+    aal: &str,
+    amr: Vec<Amr>,
+    method: &str,
+) -> ApiResult<AccessToken> {
+    let now = chrono::Utc::now().timestamp();
+    let lifetime = token_lifetime(state, user);
+    let Some(hook) = &state.access_token_hook else {
+        return state.tokens.mint(user, session_id, aal, amr, now, lifetime);
+    };
+    let mut claims = state.tokens.claims_for(user, session_id, aal, amr, now);
+    claims.exp = now + lifetime;
+    let input = serde_json::json!({
+        "user_id": user.id,
+        "claims": claims,
+        "authentication_method": method,
+    });
+    let output = if hook.is_pg_function() {
+        hook.call_sql(conn, &input)?
+    } else {
+        let rt = tokio::runtime::Handle::try_current().map_err(ApiError::internal)?;
+        rt.block_on(hook.call_http(&input))?
+    };
+    let claims = super::access_token_hook::checked_claims(output)?;
+    state.tokens.sign_claims(&claims, now)
 }
 
 /// `GOTRUE_JWT_EXP`, or less for a WeChat account that may still be merged into another
@@ -152,7 +188,7 @@ fn token_lifetime(state: &AppState, user: &User) -> i64 {
 /// What a refresh did. A replayed token outside the reuse interval revokes its session; that
 /// must be committed, so it is an outcome here and becomes an error after the transaction.
 pub enum RefreshOutcome {
-    Issued(Session),
+    Issued(Box<Session>),
     Reused,
 }
 
@@ -178,7 +214,7 @@ pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Se
     let outcome =
         db::transaction(&state.pool, move |conn| refresh(conn, &tx_state, &token)).await?;
     match outcome {
-        RefreshOutcome::Issued(session) => Ok(session),
+        RefreshOutcome::Issued(session) => Ok(*session),
         RefreshOutcome::Reused => Err(ApiError::bad_request(
             ErrorCode::RefreshTokenAlreadyUsed,
             "Invalid Refresh Token: Already Used",
@@ -274,23 +310,14 @@ pub fn refresh(
         .into_iter()
         .map(|(method, timestamp)| Amr { method, timestamp })
         .collect();
-    let access = state
-        .tokens
-        .mint(
-            &user,
-            session_id,
-            &aal,
-            amr,
-            chrono::Utc::now().timestamp(),
-            token_lifetime(state, &user),
-        )?;
-    Ok(RefreshOutcome::Issued(Session {
+    let access = sign_access_token(conn, state, &user, session_id, &aal, amr, "token_refresh")?;
+    Ok(RefreshOutcome::Issued(Box::new(Session {
         user,
         identities,
         session_id,
         refresh_token: issued,
         access,
-    }))
+    })))
 }
 
 /// True when the live token `current` was reissued (handed out again through the reuse

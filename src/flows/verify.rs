@@ -85,7 +85,7 @@ impl VerifyType {
 
 /// What a verification produced.
 pub enum Verified {
-    Session(Session),
+    Session(Box<Session>),
     /// The first of the two e-mail change confirmations (GoTrue's `singleConfirmationAccepted`).
     FirstOfTwoConfirmations,
 }
@@ -378,7 +378,6 @@ fn apply(
     let user = changes.write(conn, now)?;
     otp::clear_all(conn, user.id)?;
     let sign_in = SignIn::first_factor(AuthMethod::Otp, action);
-    Ok(Verified::Session(session::issue(
-        conn, state, user, sign_in, client,
-    )?))
+    let session = session::issue(conn, state, user, sign_in, client)?;
+    Ok(Verified::Session(Box::new(session)))
 }

@@ -331,6 +331,8 @@ pub async fn bind_account(
         if added {
             let mut changes = AccountChanges::new(&current);
             changes.add_provider(MINI_PROGRAM_PROVIDER);
+            // A mini-program guest (signInAnonymously) who binds WeChat keeps their id.
+            changes.identity_linked();
             changes.write(conn, now)?;
         }
         store::save_session_key(

@@ -94,12 +94,15 @@ pub fn exists(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(sessions::table.find(session_id))).get_result(conn)
 }
 
+/// A session's aal and its amr claims as `(method, unix timestamp)`.
+pub type Assurance = (Option<String>, Vec<(String, i64)>);
+
 /// The session's assurance level (`None` where GoTrue left it NULL) and its amr claims, newest
 /// first, as `(method, unix timestamp)`: one round trip.
 pub fn assurance(
     conn: &mut PgConnection,
     session_id: Uuid,
-) -> QueryResult<(Option<String>, Vec<(String, i64)>)> {
+) -> QueryResult<Assurance> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = Nullable<Text>)]

@@ -470,13 +470,16 @@ pub fn update_with_metadata(
         .optional()
 }
 
+/// A token's user, its session's id when that session exists, and the user's identities.
+pub type TokenUser = (User, Option<Uuid>, Vec<Identity>);
+
 /// The row an access token names, whether the token's session still exists, and the user's
 /// identities: one round trip (identities come one row each, the user repeated).
 pub fn find_for_token(
     conn: &mut PgConnection,
     user_id: Uuid,
     session_id: Option<Uuid>,
-) -> QueryResult<Option<(User, Option<Uuid>, Vec<Identity>)>> {
+) -> QueryResult<Option<TokenUser>> {
     let rows = users::table
         .find(user_id)
         .left_join(

@@ -271,3 +271,37 @@ async fn anonymous_sign_ins_have_their_own_hourly_limit() {
     // Sign-ups with an address count against their own limit.
     app.signup_email("someone@example.com", "secret123").await;
 }
+
+/// A mini-program guest who later binds WeChat (`wechatBindAccount`) keeps the guest's id and
+/// becomes permanent; the next WeChat login signs into that same user.
+#[tokio::test]
+async fn a_guest_binding_wechat_keeps_the_id_and_becomes_permanent() {
+    let app = TestApp::builder()
+        .wechat()
+        .env("GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED", "true")
+        .spawn();
+    let guest = sign_in_anonymously(&app, json!({"data": {"cart": 3}})).await;
+    let token = guest["access_token"].as_str().unwrap();
+    let code = app.emulator().login_code(crate::support::APP_ID, "guest-dora").await;
+    let bound = expect_json(
+        app.get_auth(&format!("/wechat_mini/bind_account?code={code}"), token)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(bound["id"], guest["user"]["id"]);
+    assert_eq!(bound["is_anonymous"], false);
+    assert_eq!(bound["user_metadata"]["cart"], 3);
+    let code = app.emulator().login_code(crate::support::APP_ID, "guest-dora").await;
+    let login = expect_json(
+        app.client
+            .get(app.url(&format!("/wechat_mini/login?code={code}")))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(login["user"]["id"], guest["user"]["id"]);
+    assert_eq!(claims(login["access_token"].as_str().unwrap())["is_anonymous"], false);
+}

@@ -66,7 +66,7 @@ async fn malformed_bodies_get_gotrue_errors_and_change_nothing() {
     )
     .await;
     let mut big = br#"{"email":"a@b.co","password":"secret123","data":{"x":""#.to_vec();
-    big.extend(std::iter::repeat(b'a').take(1_100_000));
+    big.extend(std::iter::repeat_n(b'a', 1_100_000));
     big.extend(br#""}}"#);
     expect_error(
         raw("/signup", "application/json", big).await.unwrap(),

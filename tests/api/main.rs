@@ -4,6 +4,7 @@
 mod hook_receiver;
 mod support;
 
+mod access_token_hook;
 mod admin;
 mod anonymous;
 mod cli;

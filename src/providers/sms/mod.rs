@@ -143,12 +143,13 @@ impl SmsProvider {
     /// Sends `msg` once. A `pg-functions` hook answers `SmsError::Hook(HookError::WrongTarget)`:
     /// it needs [`SmsProvider::send_sql`].
     pub async fn send(&self, msg: &SmsMessage<'_>) -> Result<SmsSent, SmsError> {
+        let started = std::time::Instant::now();
         let result = match self {
             SmsProvider::Aliyun(p) => p.send(msg).await,
             SmsProvider::Tencent(p) => p.send(msg).await,
             SmsProvider::Hook(p) => p.send(msg).await,
         };
-        log_send(self.name(), &result);
+        log_send(self.name(), started, &result);
         result
     }
 
@@ -159,18 +160,28 @@ impl SmsProvider {
         conn: &mut diesel::PgConnection,
         msg: &SmsMessage<'_>,
     ) -> Result<SmsSent, SmsError> {
+        let started = std::time::Instant::now();
         let result = match self {
             SmsProvider::Hook(p) => p.send_sql(conn, msg),
             _ => Err(SmsError::Hook(HookError::WrongTarget(self.name()))),
         };
-        log_send(self.name(), &result);
+        log_send(self.name(), started, &result);
         result
     }
 }
 
-/// One line per send with the outcome and the provider's code; never the number's code or
-/// credentials.
-fn log_send(provider: &'static str, result: &Result<SmsSent, SmsError>) {
+/// One line (and one metric sample) per send with the outcome and the provider's code; never
+/// the number's code or credentials.
+fn log_send(provider: &'static str, started: std::time::Instant, result: &Result<SmsSent, SmsError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(SmsError::RateLimited { .. }) => "rate_limited",
+        Err(SmsError::InvalidNumber { .. }) => "invalid_number",
+        Err(SmsError::Rejected { .. }) => "rejected",
+        Err(SmsError::Unavailable { .. }) => "unavailable",
+        Err(SmsError::Hook(_)) => "hook_failed",
+    };
+    crate::metrics::METRICS.sms_send(provider, outcome, started.elapsed());
     match result {
         Ok(sent) => tracing::info!(
             provider,
