@@ -76,6 +76,18 @@ pub enum ErrorCode {
     MfaPhoneVerifyNotEnabled,
     MfaWebauthnEnrollNotEnabled,
     MfaWebauthnVerifyNotEnabled,
+    BadOauthState,
+    BadOauthCallback,
+    FlowStateNotFound,
+    FlowStateExpired,
+    FlowStateAlreadyUsed,
+    BadCodeVerifier,
+    SingleIdentityNotDeletable,
+    IdentityNotFound,
+    ManualLinkingDisabled,
+    /// An official-account page opened in WeChat's snapshot mode (`is_snapshotuser`): no real
+    /// user behind the openid.
+    WechatSnapshotUser,
     /// The WeChat code is invalid, expired or from another app (errcode 40029).
     WechatCodeInvalid,
     /// The WeChat code was already exchanged (errcode 40163).
@@ -153,6 +165,16 @@ impl ErrorCode {
             MfaPhoneVerifyNotEnabled => "mfa_phone_verify_not_enabled",
             MfaWebauthnEnrollNotEnabled => "mfa_webauthn_enroll_not_enabled",
             MfaWebauthnVerifyNotEnabled => "mfa_webauthn_verify_not_enabled",
+            BadOauthState => "bad_oauth_state",
+            BadOauthCallback => "bad_oauth_callback",
+            FlowStateNotFound => "flow_state_not_found",
+            FlowStateExpired => "flow_state_expired",
+            FlowStateAlreadyUsed => "flow_state_already_used",
+            BadCodeVerifier => "bad_code_verifier",
+            SingleIdentityNotDeletable => "single_identity_not_deletable",
+            IdentityNotFound => "identity_not_found",
+            ManualLinkingDisabled => "manual_linking_disabled",
+            WechatSnapshotUser => "wechat_snapshot_user",
             WechatCodeInvalid => "wechat_code_invalid",
             WechatCodeUsed => "wechat_code_used",
             WechatUserBlocked => "wechat_user_blocked",
@@ -555,6 +577,14 @@ impl From<crate::providers::wechat::WechatFailure> for ApiError {
                     "Invalid or expired phone number code, ask the user to tap the button again",
                 )
             }
+            (WechatError::Api { errcode: 40029, .. }, Api::OauthCode) => ApiError::bad_request(
+                WechatCodeInvalid,
+                "Invalid or expired WeChat authorization code, please sign in again",
+            ),
+            (WechatError::Api { errcode: 40163, .. }, Api::OauthCode) => ApiError::bad_request(
+                WechatCodeUsed,
+                "This WeChat authorization code was already used, please sign in again",
+            ),
             (WechatError::Api { errcode: 40226, .. }, _) => {
                 ApiError::forbidden(WechatUserBlocked, "WeChat blocked this login as high-risk")
             }

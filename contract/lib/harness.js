@@ -27,6 +27,10 @@ const APP_ID = 'wxc0471ac7e0000002'
 const APP_SECRET = 'contract-mini-program-secret'
 const DEFAULT_APP_ID = 'wxc0471ac7e0000001'
 const DEFAULT_APP_SECRET = 'contract-default-app-secret'
+/** The website (wechat_qr), official-account (wechat_mp) and native-app (wechat_app) apps. */
+const QR_APP_ID = 'wxc0471ac7e00000qr'
+const MP_APP_ID = 'wxc0471ac7e00000mp'
+const NATIVE_APP_ID = 'wxc0471ac7e000app'
 
 const live = new Set() // stacks not yet stopped, for the exit handlers
 
@@ -182,7 +186,7 @@ async function startStack(options = {}) {
   }
 }
 
-async function startStackOnce({ name = 'contract', env: extraEnv = {} } = {}) {
+async function startStackOnce({ name = 'contract', env: extraEnv = {}, oauth = false } = {}) {
   const serverUrl = process.env.WEAUTH_TEST_DATABASE_URL || DEFAULT_DB_URL
   const dbName = `weauth_contract_${name.replace(/\W/g, '_')}_${crypto.randomBytes(4).toString('hex')}`
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `weauth-contract-${name}-`))
@@ -198,7 +202,25 @@ async function startStackOnce({ name = 'contract', env: extraEnv = {} } = {}) {
       GOTRUE_EXTERNAL_WECHAT_APP_ID: DEFAULT_APP_ID,
       GOTRUE_EXTERNAL_WECHAT_SECRET: DEFAULT_APP_SECRET,
       GOTRUE_EXTERNAL_WECHAT_APPS: `${APP_ID}:${APP_SECRET}`,
+      GOTRUE_EXTERNAL_WECHAT_QR_CLIENT_ID: QR_APP_ID,
+      GOTRUE_EXTERNAL_WECHAT_QR_SECRET: 'contract-qr-secret',
+      GOTRUE_EXTERNAL_WECHAT_MP_CLIENT_ID: MP_APP_ID,
+      GOTRUE_EXTERNAL_WECHAT_MP_SECRET: 'contract-mp-secret',
+      GOTRUE_EXTERNAL_WECHAT_APP_CLIENT_ID: NATIVE_APP_ID,
+      GOTRUE_EXTERNAL_WECHAT_APP_SECRET: 'contract-native-secret',
     }
+    // The OAuth providers, WeChat's pages on the emulator and weauth's /callback as the
+    // redirect_uri WeChat sends browsers back to.
+    const oauthEnv = oauth
+      ? {
+          GOTRUE_EXTERNAL_WECHAT_QR_ENABLED: 'true',
+          GOTRUE_EXTERNAL_WECHAT_MP_ENABLED: 'true',
+          GOTRUE_EXTERNAL_WECHAT_APP_ENABLED: 'true',
+          GOTRUE_SECURITY_MANUAL_LINKING_ENABLED: 'true',
+          API_EXTERNAL_URL: `http://127.0.0.1:${apiPort}/auth/v1`,
+          WEAUTH_WECHAT_OPEN_URL: `http://127.0.0.1:${emulatorPort}`,
+        }
+      : {}
     // Only PATH from our environment: a developer's GOTRUE_*/DATABASE_URL must not leak in.
     const base = { PATH: process.env.PATH, RUST_BACKTRACE: '1', NO_COLOR: '1' }
     const emulatorEnv = { ...base, ...wechatEnv, GOTRUE_LOG_LEVEL: 'info' }
@@ -212,6 +234,7 @@ async function startStackOnce({ name = 'contract', env: extraEnv = {} } = {}) {
       GOTRUE_EXTERNAL_WECHAT_API_URL: `http://127.0.0.1:${emulatorPort}`,
       WEAUTH_ARGON2_MEMORY_KIB: '1024',
       GOTRUE_LOG_LEVEL: 'info',
+      ...oauthEnv,
       ...extraEnv,
     }
     const emulator = new Child('emulator', emulatorBinary(), ['--port', String(emulatorPort), '--host', '127.0.0.1'], emulatorEnv, workDir)
@@ -234,6 +257,9 @@ async function startStackOnce({ name = 'contract', env: extraEnv = {} } = {}) {
   Object.assign(stack, projectKeys(jwtSecret), {
     appid: APP_ID,
     defaultAppid: DEFAULT_APP_ID,
+    qrAppid: QR_APP_ID,
+    mpAppid: MP_APP_ID,
+    nativeAppid: NATIVE_APP_ID,
     emulator: emulatorClient(stack.emulatorUrl),
     stop: (opts) => stopStack(stack, opts),
     logs: () => stack.children.map((c) => `--- ${c.name} (${c.logPath})\n${c.tail(40)}`).join('\n'),
@@ -299,6 +325,7 @@ function emulatorClient(base) {
   }
   return {
     loginCode: async (appid, user) => (await post('/emulator/login-code', { appid, user })).code,
+    oauthCode: async (appid, user, scope) => (await post('/emulator/oauth-code', { appid, user, scope })).code,
     phoneCode: async (appid, phone) => (await post('/emulator/phone-code', { appid, phone })).code,
     failNext: (spec) => post('/emulator/fail-next', spec),
     reset: () => post('/emulator/reset'),

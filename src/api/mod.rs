@@ -9,7 +9,9 @@ pub mod email;
 pub mod extract;
 pub mod factors;
 pub mod health;
+pub mod identities;
 pub mod logout;
+pub mod oauth;
 pub mod otp;
 pub mod render;
 pub mod settings;
@@ -80,6 +82,17 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/user", user::user_get),
         endpoint(M::PUT, "/user", user::user_update),
         endpoint(M::POST, "/logout", logout::logout),
+        endpoint(M::GET, "/authorize", oauth::authorize),
+        endpoint(M::GET, "/callback", oauth::callback),
+        endpoint(M::POST, "/callback", oauth::callback),
+        endpoint(M::GET, "/user/identities/authorize", identities::link),
+        endpoint(
+            M::DELETE,
+            "/user/identities/{identity_id}",
+            identities::unlink,
+        ),
+        endpoint(M::GET, "/wechat_app/login", oauth::app_login),
+        endpoint(M::POST, "/wechat_app/login", oauth::app_login),
         endpoint(M::GET, "/admin/users", admin::admin_users),
         endpoint(M::POST, "/admin/users", admin::admin_user_create),
         endpoint(M::GET, "/admin/users/{user_id}", admin::admin_user_get),

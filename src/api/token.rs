@@ -23,6 +23,8 @@ pub struct TokenParams {
     pub phone: Option<String>,
     pub password: Option<String>,
     pub refresh_token: Option<String>,
+    pub auth_code: Option<String>,
+    pub code_verifier: Option<String>,
 }
 
 /// As in GoTrue, the grant is checked first: an unsupported (or missing) grant is 400
@@ -36,7 +38,7 @@ pub async fn token(
     payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     let grant = query.grant_type.as_deref();
-    if !matches!(grant, Some("password" | "refresh_token")) {
+    if !matches!(grant, Some("password" | "refresh_token" | "pkce")) {
         return Err(unsupported_grant().into());
     }
     state.limit(Limit::Token, &client).await?;
@@ -65,12 +67,22 @@ pub async fn token(
                 None,
             ))
         }
+        Some("pkce") => {
+            let session = crate::flows::oauth::pkce_grant(
+                &state,
+                params.auth_code,
+                params.code_verifier,
+                client,
+            )
+            .await?;
+            Ok(token_response(&session, None))
+        }
         _ => Err(unsupported_grant().into()),
     }
 }
 
 /// GoTrue's answer for a grant it does not know (`internal/api/token.go`). weauth gives the same
-/// answer for GoTrue's `pkce`, `id_token` and `web3` grants, which it does not implement.
+/// answer for GoTrue's `id_token` and `web3` grants, which it does not implement.
 fn unsupported_grant() -> ApiError {
     ApiError::bad_request(ErrorCode::InvalidCredentials, "unsupported_grant_type")
 }

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod database;
+mod external;
 mod hooks;
 mod jwt;
 mod mail;
@@ -25,6 +26,7 @@ use std::fmt;
 
 pub use accounts::{AccountsConfig, PasswordConfig, PasswordHashConfig};
 pub use database::DatabaseConfig;
+pub use external::{ExternalConfig, OauthApp};
 pub use hooks::{HookConfig, HooksConfig};
 pub use jwt::{
     generate_key, parse_keys, JwtConfig, JwtKey, KeyAlgorithm, PublicKey, DEV_JWT_SECRET,
@@ -75,6 +77,8 @@ pub struct Config {
     pub security: SecurityConfig,
     pub rate_limits: RateLimitConfig,
     pub wechat: WechatConfig,
+    /// OAuth flows and the WeChat website, official-account and native-app providers.
+    pub external: ExternalConfig,
     pub hooks: HooksConfig,
     pub sms: SmsConfig,
     pub mail: MailConfig,
@@ -98,9 +102,11 @@ impl Config {
         let v = Vars::new(get)?;
         let jwt = JwtConfig::read(&v)?;
         let hooks = HooksConfig::read(&v)?;
+        let server = ServerConfig::read(&v, &jwt)?;
         let config = Config {
             production: v.production,
-            server: ServerConfig::read(&v, &jwt)?,
+            external: ExternalConfig::read(&v, &server.api_external_url)?,
+            server,
             database: DatabaseConfig::read(&v)?,
             accounts: AccountsConfig::read(&v)?,
             password: PasswordConfig::read(&v)?,

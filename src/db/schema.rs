@@ -10,6 +10,10 @@ pub mod sql_types {
     pub struct AalLevel;
 
     #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "code_challenge_method", schema = "auth"))]
+    pub struct CodeChallengeMethod;
+
+    #[derive(diesel::sql_types::SqlType)]
     #[diesel(postgres_type(name = "factor_status", schema = "auth"))]
     pub struct FactorStatus;
 
@@ -188,6 +192,31 @@ diesel::table! {
         failed_attempts -> Int4,
         locked_until -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::*;
+
+    auth.flow_state (id) {
+        id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        auth_code -> Nullable<Text>,
+        code_challenge_method -> Nullable<CodeChallengeMethod>,
+        code_challenge -> Nullable<Text>,
+        provider_type -> Text,
+        provider_access_token -> Nullable<Text>,
+        provider_refresh_token -> Nullable<Text>,
+        created_at -> Nullable<Timestamptz>,
+        updated_at -> Nullable<Timestamptz>,
+        authentication_method -> Text,
+        auth_code_issued_at -> Nullable<Timestamptz>,
+        invite_token -> Nullable<Text>,
+        referrer -> Nullable<Text>,
+        oauth_client_state_id -> Nullable<Uuid>,
+        linking_target_id -> Nullable<Uuid>,
+        email_optional -> Bool,
     }
 }
 

@@ -72,6 +72,10 @@ pub fn sign_in(
         insert_identity(conn, sibling.user_id, ext, now)?;
         let user =
             user::find_by_id(conn, sibling.user_id)?.ok_or_else(super::account::user_not_found)?;
+        // A new channel of the same person: `app_metadata.providers` lists it from now on.
+        let mut changes = super::account::AccountChanges::new(&user);
+        changes.add_provider(ext.provider);
+        let user = changes.write(conn, now)?;
         return Ok(Linked {
             user,
             created: false,

@@ -21,6 +21,7 @@
 //! | [`wechat_mini`] the mini-program routes of MemFire's SDK | — |
 //! | [`email`] codes and links by e-mail: `/recover`, `/magiclink`, `/otp`, `/invite`, `/resend`, `/reauthenticate`, `generate_link` | `mail.go`, `recover.go`, `magic_link.go`, `invite.go` |
 //! | [`mail`] rendering and sending GoTrue's mails (templates, links, the global cap) | `mailer/templatemailer`, `mail.go` `sendEmail` |
+//! | [`oauth`] `/authorize`, `/callback`, the PKCE grant, `linkIdentity`/`unlinkIdentity`, the WeChat website, official-account and native-app logins | `external.go`, `pkce.go`, `identity.go` |
 //! | [`redirect`] where a browser may be sent after a link or an OAuth sign-in | `utilities/request.go` `IsRedirectURLValid` |
 //! | [`otp`] the one-time codes of SMS and e-mail: generate, store, check | `crypto.GenerateOtp`, `verify.go` `isOtpValid` |
 //! | [`phone`] codes by SMS: `/otp`, `/resend`, `/reauthenticate` for phones | `phone.go`, `otp.go` `SmsOtp` |
@@ -38,6 +39,7 @@ pub mod linking;
 pub mod logout;
 pub mod mail;
 pub mod mfa;
+pub mod oauth;
 pub mod otp;
 pub mod password;
 pub mod phone;

@@ -217,6 +217,11 @@ pub fn touch(
     Ok(())
 }
 
+/// Deletes one identity; false when it was gone already.
+pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<bool> {
+    Ok(diesel::delete(identities::table.find(id)).execute(conn)? == 1)
+}
+
 /// Moves every identity of `from` to `into` (a merge).
 pub fn reassign(conn: &mut PgConnection, from: Uuid, into: Uuid) -> QueryResult<usize> {
     diesel::update(identities::table.filter(identities::user_id.eq(from)))

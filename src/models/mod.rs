@@ -2,6 +2,7 @@
 //! taking a connection; they never start transactions themselves, callers do.
 
 pub mod audit_log;
+pub mod flow_state;
 pub mod identity;
 pub mod mfa;
 pub mod one_time_token;

@@ -41,7 +41,10 @@ async fn health_and_settings_at_root_and_under_auth_v1() {
         ] {
             assert_eq!(settings[key], json!(false), "{key}");
         }
-        assert_eq!(settings["external"].as_object().unwrap().len(), 27);
+        for key in ["wechat_qr", "wechat_mp", "wechat_app"] {
+            assert_eq!(settings["external"][key], json!(false), "{key}");
+        }
+        assert_eq!(settings["external"].as_object().unwrap().len(), 30);
     }
 }
 

@@ -18,6 +18,7 @@ mod inputs;
 mod jwt_claims;
 mod logout;
 mod mfa;
+mod oauth;
 mod operations;
 mod phone_otp;
 mod races;

@@ -20,6 +20,10 @@ pub const APP_ID: &str = "wxtest00000000app1";
 pub const APP_SECRET: &str = "test-app-secret-1";
 pub const APP_ID_2: &str = "wxtest00000000app2";
 pub const APP_SECRET_2: &str = "test-app-secret-2";
+/// The website (wechat_qr), official-account (wechat_mp) and native-app (wechat_app) apps.
+pub const QR_APP_ID: &str = "wxtest0000000qrweb";
+pub const MP_APP_ID: &str = "wxtest00000000mpoa";
+pub const NATIVE_APP_ID: &str = "wxtest000000native";
 
 fn admin_url() -> String {
     std::env::var("WEAUTH_TEST_DATABASE_URL")
@@ -416,6 +420,31 @@ fn wechat_env() -> BTreeMap<String, String> {
             "GOTRUE_EXTERNAL_WECHAT_APPS".to_string(),
             format!("{APP_ID_2}:{APP_SECRET_2}"),
         ),
+        // Known to the emulator always; weauth uses them when a test enables them (`oauth`).
+        (
+            "GOTRUE_EXTERNAL_WECHAT_QR_CLIENT_ID".into(),
+            QR_APP_ID.into(),
+        ),
+        (
+            "GOTRUE_EXTERNAL_WECHAT_QR_SECRET".into(),
+            "test-qr-secret".into(),
+        ),
+        (
+            "GOTRUE_EXTERNAL_WECHAT_MP_CLIENT_ID".into(),
+            MP_APP_ID.into(),
+        ),
+        (
+            "GOTRUE_EXTERNAL_WECHAT_MP_SECRET".into(),
+            "test-mp-secret".into(),
+        ),
+        (
+            "GOTRUE_EXTERNAL_WECHAT_APP_CLIENT_ID".into(),
+            NATIVE_APP_ID.into(),
+        ),
+        (
+            "GOTRUE_EXTERNAL_WECHAT_APP_SECRET".into(),
+            "test-native-secret".into(),
+        ),
     ])
 }
 
@@ -447,6 +476,14 @@ impl Builder {
     pub fn wechat(mut self) -> Self {
         self.wechat = true;
         self
+    }
+
+    /// The WeChat emulator, with the website, official-account and native-app providers enabled.
+    pub fn oauth(self) -> Self {
+        self.wechat()
+            .env("GOTRUE_EXTERNAL_WECHAT_QR_ENABLED", "true")
+            .env("GOTRUE_EXTERNAL_WECHAT_MP_ENABLED", "true")
+            .env("GOTRUE_EXTERNAL_WECHAT_APP_ENABLED", "true")
     }
 
     /// Starts the emulator and sends SMS through its `provider` (`"aliyun"` | `"tencent"`):
@@ -492,6 +529,7 @@ impl Builder {
         if let (true, Some(emu)) = (self.wechat, &emulator) {
             env.extend(wechat_env());
             env.insert("GOTRUE_EXTERNAL_WECHAT_API_URL".into(), emu.url.clone());
+            env.insert("WEAUTH_WECHAT_OPEN_URL".into(), emu.url.clone());
         }
         if let (Some(provider), Some(emu)) = (&self.sms, &emulator) {
             env.extend(sms_provider_env(provider, &emu.url));

@@ -304,11 +304,10 @@ async fn unsupported_grants_are_refused_like_gotrue_before_the_body_or_rate_limi
     let app = TestApp::builder()
         .env("GOTRUE_RATE_LIMIT_TOKEN_REFRESH", "1")
         .spawn();
-    // GoTrue's switch in internal/api/token.go: unknown (and weauth's unimplemented pkce,
-    // id_token, web3) grants are 400 invalid_credentials, whatever the body, rate limit untouched.
+    // GoTrue's switch in internal/api/token.go: unknown (and weauth's unimplemented id_token,
+    // web3) grants are 400 invalid_credentials, whatever the body, rate limit untouched.
     for path in [
         "/token?grant_type=magic",
-        "/token?grant_type=pkce",
         "/token?grant_type=id_token",
         "/auth/v1/token?grant_type=web3",
         "/token",

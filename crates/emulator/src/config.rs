@@ -145,6 +145,15 @@ impl EmulatorConfig {
                 add(id, secret)?;
             }
         }
+        // The website (wechat_qr), official-account (wechat_mp) and native-app (wechat_app)
+        // AppIDs weauth is configured with, under GoTrue's provider variable names.
+        for name in ["WECHAT_QR", "WECHAT_MP", "WECHAT_APP"] {
+            let id = var(&format!("GOTRUE_EXTERNAL_{name}_CLIENT_ID"));
+            let secret = var(&format!("GOTRUE_EXTERNAL_{name}_SECRET"));
+            if let (Some(id), Some(secret)) = (id, secret) {
+                add(&id, &secret)?;
+            }
+        }
         let sms_aliyun = group(
             &var,
             [

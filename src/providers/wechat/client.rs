@@ -120,9 +120,9 @@ pub struct QrCodeRequest {
 /// One shared HTTP client with timeouts, pointed at WeChat or the emulator.
 #[derive(Clone)]
 pub struct WechatClient {
-    http: reqwest::Client,
-    base_url: String,
-    timeout: Duration,
+    pub(super) http: reqwest::Client,
+    pub(super) base_url: String,
+    pub(super) timeout: Duration,
     qrcode_timeout: Duration,
 }
 
@@ -166,13 +166,7 @@ impl WechatClient {
                 .timeout(self.timeout)
                 .send()
         };
-        let first = json_call(send()).await;
-        match first {
-            Err(WechatError::Api { errcode: -1, .. }) | Err(WechatError::Unreachable(_)) => {
-                json_call(send()).await
-            }
-            other => other,
-        }
+        unless_consumed(send).await
     }
 
     /// `POST /cgi-bin/stable_token` in normal mode (never `force_refresh`: it is capped at 20/day).
@@ -210,13 +204,7 @@ impl WechatClient {
                 .timeout(self.timeout)
                 .send()
         };
-        let first = json_call::<Answer>(send()).await;
-        let answer = match first {
-            Err(WechatError::Api { errcode: -1, .. }) | Err(WechatError::Unreachable(_)) => {
-                json_call::<Answer>(send()).await
-            }
-            other => other,
-        }?;
+        let answer: Answer = unless_consumed(send).await?;
         Ok(answer.phone_info)
     }
 
@@ -267,6 +255,22 @@ fn transport(e: reqwest::Error) -> WechatError {
     }
 }
 
+/// Sends a request that spends a single-use code, once more only when the first attempt
+/// certainly did not spend it: a `-1` answer or a connection that was never made.
+pub(super) async fn unless_consumed<T, F, Fut>(send: F) -> Result<T, WechatError>
+where
+    T: DeserializeOwned,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
+{
+    match json_call(send()).await {
+        Err(WechatError::Api { errcode: -1, .. }) | Err(WechatError::Unreachable(_)) => {
+            json_call(send()).await
+        }
+        other => other,
+    }
+}
+
 /// Retries a call that consumes nothing once, on `-1` or a transport failure.
 async fn retry_once<T, F, Fut>(call: F) -> Result<T, WechatError>
 where
@@ -283,7 +287,7 @@ where
 }
 
 /// Sends, reads the whole body and parses it: errcode ≠ 0 is an error whatever the status.
-async fn json_call<T: DeserializeOwned>(
+pub(super) async fn json_call<T: DeserializeOwned>(
     request: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
 ) -> Result<T, WechatError> {
     let res = request.await.map_err(transport)?;

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod crypto;
+pub mod oauth;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,9 +23,20 @@ use client::{CodeSession, PhoneInfo, QrCodeRequest, WechatClient};
 /// The identity provider name of WeChat mini-program identities.
 pub const MINI_PROGRAM_PROVIDER: &str = "wechat";
 
-/// Every identity provider of WeChat's: their identities of one person share a unionid. Only the
-/// mini-program today; website, official-account and native-app logins join this list.
-pub const PROVIDERS: &[&str] = &[MINI_PROGRAM_PROVIDER];
+/// WeChat website QR login (网站应用, `snsapi_login`).
+pub const QR_PROVIDER: &str = "wechat_qr";
+/// Official-account web pages inside WeChat (公众号 网页授权).
+pub const MP_PROVIDER: &str = "wechat_mp";
+/// Native apps through the OpenSDK (移动应用).
+pub const APP_PROVIDER: &str = "wechat_app";
+
+/// Every identity provider of WeChat's: their identities of one person share a unionid.
+pub const PROVIDERS: &[&str] = &[
+    MINI_PROGRAM_PROVIDER,
+    QR_PROVIDER,
+    MP_PROVIDER,
+    APP_PROVIDER,
+];
 
 /// Which WeChat API failed; the same errcode means different things on different APIs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +44,10 @@ pub enum Api {
     Login,
     Phone,
     QrCode,
+    /// `sns/oauth2/access_token`: a website, official-account or app authorization code.
+    OauthCode,
+    /// `sns/userinfo`.
+    UserInfo,
 }
 
 /// A failed WeChat call: which API and why.

@@ -230,6 +230,7 @@ pub async fn stats(em: web::Data<WechatEmulator>) -> Reply {
 /// `POST /emulator/reset` → `{}`: forgets codes, tokens, session keys, counters and failures.
 pub async fn reset(em: web::Data<WechatEmulator>) -> Reply {
     em.lock().reset();
+    em.oauth().reset();
     Ok(HttpResponse::Ok().json(json!({})))
 }
 

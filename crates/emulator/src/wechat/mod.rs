@@ -11,6 +11,7 @@
 
 mod control;
 mod crypto;
+mod oauth;
 mod phone;
 mod state;
 mod wechat_api;
@@ -55,11 +56,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/wxa/getwxacodeunlimit",
         web::route().to(wechat_api::get_wxa_code_unlimit),
-    );
+    )
+    .route(
+        "/sns/oauth2/access_token",
+        web::route().to(oauth::access_token),
+    )
+    .route(
+        "/sns/oauth2/refresh_token",
+        web::route().to(oauth::refresh_token),
+    )
+    .route("/sns/userinfo", web::route().to(oauth::userinfo))
+    .route("/sns/auth", web::route().to(oauth::auth))
+    // open.weixin.qq.com's pages (WEAUTH_WECHAT_OPEN_URL points here in development).
+    .route("/connect/qrconnect", web::get().to(oauth::qrconnect))
+    .route(
+        "/connect/oauth2/authorize",
+        web::get().to(oauth::oauth2_authorize),
+    )
+    .route("/connect/confirm", web::post().to(oauth::confirm))
+    .route("/connect/deny", web::post().to(oauth::deny));
     // Control endpoints answer a wrong method with JSON too, not actix's empty 405.
     for (path, route) in [
         ("/emulator/login-code", web::post().to(control::login_code)),
         ("/emulator/phone-code", web::post().to(control::phone_code)),
+        ("/emulator/oauth-code", web::post().to(oauth::oauth_code)),
         ("/emulator/user-info", web::post().to(control::user_info)),
         (
             "/emulator/phone-encrypted",

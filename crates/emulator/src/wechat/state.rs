@@ -48,9 +48,11 @@ pub fn errmsg(code: i64) -> &'static str {
         0 => "ok",
         40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
+        40003 => "invalid openid",
         40013 => "invalid appid",
         40014 => "invalid access_token",
         40029 => "invalid code",
+        40030 => "invalid refresh_token",
         40097 => "invalid args",
         40125 => "invalid appsecret",
         40129 => "invalid scene",
@@ -457,6 +459,8 @@ impl State {
 pub struct WechatEmulator {
     apps: BTreeMap<String, Secret>,
     state: Mutex<State>,
+    /// Website / official-account / native-app OAuth codes and user tokens.
+    oauth: Mutex<super::oauth::OauthState>,
 }
 
 impl WechatEmulator {
@@ -464,6 +468,7 @@ impl WechatEmulator {
         WechatEmulator {
             apps,
             state: Mutex::new(State::default()),
+            oauth: Mutex::new(Default::default()),
         }
     }
 
@@ -483,6 +488,10 @@ impl WechatEmulator {
             Some(s) if s.expose() != secret => Err(WxError::new(40125)),
             Some(_) => Ok(()),
         }
+    }
+
+    pub fn oauth(&self) -> MutexGuard<'_, super::oauth::OauthState> {
+        self.oauth.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A poisoned lock only means another request panicked mid-update; the data is still usable.

@@ -225,7 +225,7 @@ async fn injected(em: &WechatEmulator, api: Api) -> Option<HttpResponse> {
 }
 
 /// The query string as a map (first value wins); never fails, whatever the client sent.
-fn query(req: &HttpRequest) -> HashMap<String, String> {
+pub(super) fn query(req: &HttpRequest) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
         map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
@@ -234,7 +234,7 @@ fn query(req: &HttpRequest) -> HashMap<String, String> {
 }
 
 /// A parameter; an empty value counts as missing, as it does for WeChat.
-fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     q.get(name).map(String::as_str).filter(|v| !v.is_empty())
 }
 

@@ -1,0 +1,1 @@
+-- Nothing: auth.flow_state may be GoTrue's and hold flows in progress.
