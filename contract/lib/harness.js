@@ -34,6 +34,39 @@ const NATIVE_APP_ID = 'wxc0471ac7e000app'
 
 const live = new Set() // stacks not yet stopped, for the exit handlers
 
+/**
+ * The SMS accounts weauth and the emulator's SMS side both read (the same variables, so they agree
+ * on keys, sign names and templates): one Aliyun account, one Tencent Cloud SMS application.
+ */
+const SMS_ACCOUNTS = {
+  WEAUTH_SMS_ALIYUN_ACCESS_KEY_ID: 'LTAIcontractAccessKey',
+  WEAUTH_SMS_ALIYUN_ACCESS_KEY_SECRET: 'contract-aliyun-access-key-secret',
+  WEAUTH_SMS_ALIYUN_SIGN_NAME: 'weauth合约测试',
+  WEAUTH_SMS_ALIYUN_TEMPLATE_CODE: 'SMS_480000001',
+  WEAUTH_SMS_TENCENT_SECRET_ID: 'AKIDcontractSecretId',
+  WEAUTH_SMS_TENCENT_SECRET_KEY: 'contract-tencent-secret-key',
+  WEAUTH_SMS_TENCENT_SDK_APP_ID: '1400480001',
+  WEAUTH_SMS_TENCENT_SIGN_NAME: 'weauth合约测试',
+  WEAUTH_SMS_TENCENT_TEMPLATE_ID: '2480001',
+}
+
+/**
+ * weauth's variables for phone sign-in by SMS code through `sms`: `aliyun` or `tencent` (the
+ * emulator's SMS side) or `hook` (the caller adds GOTRUE_HOOK_SEND_SMS_*). Codes are sent, not
+ * auto-confirmed, and national numbers (13800138000) are mainland ones, as a Chinese app sets it.
+ */
+function smsEnv(sms, emulatorUrl) {
+  if (!['aliyun', 'tencent', 'hook'].includes(sms)) throw new Error(`startStack: sms is aliyun, tencent or hook, not ${JSON.stringify(sms)}`)
+  return {
+    ...SMS_ACCOUNTS,
+    ...(sms === 'hook' ? {} : { GOTRUE_SMS_PROVIDER: sms }),
+    WEAUTH_SMS_ALIYUN_ENDPOINT: emulatorUrl,
+    WEAUTH_SMS_TENCENT_ENDPOINT: emulatorUrl,
+    GOTRUE_SMS_AUTOCONFIRM: 'false',
+    WEAUTH_PHONE_DEFAULT_COUNTRY_CODE: '86',
+  }
+}
+
 /** A release binary: `name` from the target directory, unless the variable `envVar` names one. */
 function binary(name, envVar) {
   const targetDir = path.resolve(REPO, process.env.CARGO_TARGET_DIR || 'target')
@@ -172,8 +205,11 @@ async function waitFor(child, url, what, timeoutMs = 30000) {
 // ---- the stack -------------------------------------------------------------------------------
 
 /**
- * Starts PostgreSQL database + emulator + weauth. `env` adds weauth settings (e.g. GOTRUE_JWT_EXP).
- * Returns { url, authUrl, emulatorUrl, anonKey, serviceRoleKey, jwtSecret, appid, emulator, stop() }.
+ * Starts PostgreSQL database + emulator + weauth. `env` adds weauth settings (e.g. GOTRUE_JWT_EXP),
+ * `emulatorEnv` the emulator's. `sms` ('aliyun' | 'tencent' | 'hook') turns on phone sign-in by
+ * SMS code (see smsEnv; `env` still wins over it) with SMS_ACCOUNTS given to both.
+ * Returns { url, authUrl, emulatorUrl, anonKey, serviceRoleKey, jwtSecret, appid, emulator, sql(),
+ * stop() }.
  */
 async function startStack(options = {}) {
   // A port found free can be taken before the child binds it: retry with new ports then.
@@ -186,7 +222,7 @@ async function startStack(options = {}) {
   }
 }
 
-async function startStackOnce({ name = 'contract', env: extraEnv = {}, oauth = false } = {}) {
+async function startStackOnce({ name = 'contract', env: extraEnv = {}, emulatorEnv: extraEmulatorEnv = {}, sms, oauth = false } = {}) {
   const serverUrl = process.env.WEAUTH_TEST_DATABASE_URL || DEFAULT_DB_URL
   const dbName = `weauth_contract_${name.replace(/\W/g, '_')}_${crypto.randomBytes(4).toString('hex')}`
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `weauth-contract-${name}-`))
@@ -223,7 +259,8 @@ async function startStackOnce({ name = 'contract', env: extraEnv = {}, oauth = f
       : {}
     // Only PATH from our environment: a developer's GOTRUE_*/DATABASE_URL must not leak in.
     const base = { PATH: process.env.PATH, RUST_BACKTRACE: '1', NO_COLOR: '1' }
-    const emulatorEnv = { ...base, ...wechatEnv, GOTRUE_LOG_LEVEL: 'info' }
+    const emulatorUrl = `http://127.0.0.1:${emulatorPort}`
+    const emulatorEnv = { ...base, ...wechatEnv, ...(sms ? SMS_ACCOUNTS : {}), GOTRUE_LOG_LEVEL: 'info', ...extraEmulatorEnv }
     const weauthEnv = {
       ...base,
       ...wechatEnv,
@@ -231,10 +268,11 @@ async function startStackOnce({ name = 'contract', env: extraEnv = {}, oauth = f
       GOTRUE_JWT_SECRET: jwtSecret,
       GOTRUE_API_HOST: '127.0.0.1',
       GOTRUE_API_PORT: String(apiPort),
-      GOTRUE_EXTERNAL_WECHAT_API_URL: `http://127.0.0.1:${emulatorPort}`,
+      GOTRUE_EXTERNAL_WECHAT_API_URL: emulatorUrl,
       WEAUTH_ARGON2_MEMORY_KIB: '1024',
       GOTRUE_LOG_LEVEL: 'info',
       ...oauthEnv,
+      ...(sms ? smsEnv(sms, emulatorUrl) : {}),
       ...extraEnv,
     }
     const emulator = new Child('emulator', emulatorBinary(), ['--port', String(emulatorPort), '--host', '127.0.0.1'], emulatorEnv, workDir)
@@ -244,7 +282,7 @@ async function startStackOnce({ name = 'contract', env: extraEnv = {}, oauth = f
 
     stack.url = `http://127.0.0.1:${apiPort}`
     stack.authUrl = `${stack.url}/auth/v1`
-    stack.emulatorUrl = `http://127.0.0.1:${emulatorPort}`
+    stack.emulatorUrl = emulatorUrl
     await Promise.all([
       waitFor(emulator, `${stack.emulatorUrl}/emulator/stats`, 'the WeChat emulator'),
       waitFor(weauth, `${stack.authUrl}/health`, 'weauth /health'),
@@ -261,6 +299,8 @@ async function startStackOnce({ name = 'contract', env: extraEnv = {}, oauth = f
     mpAppid: MP_APP_ID,
     nativeAppid: NATIVE_APP_ID,
     emulator: emulatorClient(stack.emulatorUrl),
+    /** Runs SQL on the stack's database (e.g. to age a session as time would). */
+    sql: (statement) => psql(databaseUrl(serverUrl, dbName), statement),
     stop: (opts) => stopStack(stack, opts),
     logs: () => stack.children.map((c) => `--- ${c.name} (${c.logPath})\n${c.tail(40)}`).join('\n'),
   })
@@ -328,6 +368,15 @@ function emulatorClient(base) {
     oauthCode: async (appid, user, scope) => (await post('/emulator/oauth-code', { appid, user, scope })).code,
     phoneCode: async (appid, phone) => (await post('/emulator/phone-code', { appid, phone })).code,
     failNext: (spec) => post('/emulator/fail-next', spec),
+    /** The SMS the emulator received for `phone` (any form), oldest first: { provider, otp, ... }. */
+    smsMessages: async (phone) => {
+      const res = await fetch(`${base}/emulator/sms?phone=${encodeURIComponent(phone)}`)
+      const json = await res.json()
+      if (!res.ok) throw new Error(`emulator /emulator/sms ${res.status}: ${JSON.stringify(json)}`)
+      return json.messages
+    },
+    /** The next send of `provider` ('aliyun' | 'tencent') fails with the provider's `code`. */
+    smsFailNext: (provider, code, message) => post('/emulator/sms/fail_next', { provider, code, ...(message ? { message } : {}) }),
     reset: () => post('/emulator/reset'),
     stats: async () => (await fetch(`${base}/emulator/stats`)).json(),
   }
@@ -355,4 +404,4 @@ async function gotrue(stack, method, p, { body, token, headers = {} } = {}) {
   return { status: res.status, body: json, text, headers: res.headers }
 }
 
-module.exports = { startStack, signJwt, gotrue, sleep, APP_ID, DEFAULT_APP_ID, REPO }
+module.exports = { startStack, signJwt, gotrue, sleep, APP_ID, DEFAULT_APP_ID, REPO, SMS_ACCOUNTS }
