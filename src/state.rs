@@ -27,6 +27,8 @@ pub struct AppState {
     /// GoTrue's custom access-token hook, when enabled: it may change the claims of every
     /// access token before it is signed (`flows::session`).
     pub access_token_hook: Option<Hook>,
+    /// GoTrue's Send Email hook, when enabled: mails go to it instead of SMTP (`flows::email`).
+    pub send_email_hook: Option<Hook>,
     pub limits: RateLimits,
     /// Password hashing runs here, never on the executor or the general blocking pool.
     pub hashing: password::HashPool,
@@ -55,6 +57,10 @@ impl AppState {
             tokens: AccessTokens::new(&config.jwt)?,
             wechat: WechatService::new(&config.wechat, pool.clone())?,
             sms: SmsProvider::from_config(&config.sms, &config.hooks)?,
+            send_email_hook: match config.hooks.send_email.active() {
+                Some(endpoint) => Some(Hook::new("send_email", endpoint.clone(), config.hooks.timeout)?),
+                None => None,
+            },
             access_token_hook: match config.hooks.custom_access_token.active() {
                 Some(endpoint) => Some(Hook::new(
                     "custom_access_token",

@@ -43,9 +43,7 @@ impl HookConfig {
     }
 }
 
-/// The hooks weauth knows: `send_sms` and `custom_access_token` are called; `send_email` is
-/// read and validated so that a GoTrue configuration that sets it is checked, not silently
-/// ignored.
+/// The hooks weauth calls: `send_sms`, `send_email` and `custom_access_token`.
 #[derive(Clone, Debug)]
 pub struct HooksConfig {
     pub send_sms: HookConfig,

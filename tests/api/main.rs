@@ -10,6 +10,7 @@ mod anonymous;
 mod cli;
 mod cors;
 mod email;
+mod email_hook;
 mod errors;
 mod faults;
 mod gotrue_database;
