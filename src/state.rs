@@ -58,7 +58,11 @@ impl AppState {
             wechat: WechatService::new(&config.wechat, pool.clone())?,
             sms: SmsProvider::from_config(&config.sms, &config.hooks)?,
             send_email_hook: match config.hooks.send_email.active() {
-                Some(endpoint) => Some(Hook::new("send_email", endpoint.clone(), config.hooks.timeout)?),
+                Some(endpoint) => Some(Hook::new(
+                    "send_email",
+                    endpoint.clone(),
+                    config.hooks.timeout,
+                )?),
                 None => None,
             },
             access_token_hook: match config.hooks.custom_access_token.active() {

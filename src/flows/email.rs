@@ -198,7 +198,10 @@ pub fn send_email_change(
         sends.push((current.clone(), code));
     }
     // The Send Email hook gets one call with both codes, as GoTrue sends it.
-    let hook_pair = state.send_email_hook.as_ref().map(|_| (&code_new, code_current.as_ref()));
+    let hook_pair = state
+        .send_email_hook
+        .as_ref()
+        .map(|_| (&code_new, code_current.as_ref()));
     for (to, code) in sends {
         if hook_pair.is_some() && to != new_email {
             continue;
@@ -320,12 +323,14 @@ where
 {
     let rt = tokio::runtime::Handle::current();
     let tx_state = state.clone();
-    db::transaction_calling_out(&state.pool, mail_time(state), move |conn| {
-        match find_by_email(conn, &tx_state, &email)? {
+    db::transaction_calling_out(
+        &state.pool,
+        mail_time(state),
+        move |conn| match find_by_email(conn, &tx_state, &email)? {
             Some(user) => f(conn, &tx_state, &rt, user),
             None => Ok(()),
-        }
-    })
+        },
+    )
     .await
 }
 

@@ -99,10 +99,7 @@ pub type Assurance = (Option<String>, Vec<(String, i64)>);
 
 /// The session's assurance level (`None` where GoTrue left it NULL) and its amr claims, newest
 /// first, as `(method, unix timestamp)`: one round trip.
-pub fn assurance(
-    conn: &mut PgConnection,
-    session_id: Uuid,
-) -> QueryResult<Assurance> {
+pub fn assurance(conn: &mut PgConnection, session_id: Uuid) -> QueryResult<Assurance> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = Nullable<Text>)]

@@ -56,7 +56,11 @@ async fn signup_unconfirmed(app: &TestApp, email: &str) -> Value {
 async fn confirmed_user(app: &TestApp, email: &str) -> Value {
     signup_unconfirmed(app, email).await;
     let code = last_mail_to(email).await.code();
-    verified(app, json!({"type": "signup", "email": email, "token": code})).await
+    verified(
+        app,
+        json!({"type": "signup", "email": email, "token": code}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -114,7 +118,11 @@ async fn signup_sends_a_confirmation_and_the_code_confirms_once() {
     )
     .await;
     expect_error(wrong, 403, "otp_expired").await;
-    let session = verified(&app, json!({"type": "signup", "email": email, "token": code})).await;
+    let session = verified(
+        &app,
+        json!({"type": "signup", "email": email, "token": code}),
+    )
+    .await;
     assert!(session["access_token"].is_string());
     assert!(session["user"]["email_confirmed_at"].is_string());
     let again = verify(
@@ -254,12 +262,20 @@ async fn magic_links_and_email_codes_sign_in() {
     let mail = last_mail_to(&email).await;
     assert_eq!(mail.subject, "Your sign-in link");
     assert_eq!(mail.link_param("type"), "magiclink");
-    let session = verified(&app, json!({"type": "email", "email": email, "token": mail.code()})).await;
+    let session = verified(
+        &app,
+        json!({"type": "email", "email": email, "token": mail.code()}),
+    )
+    .await;
     assert!(session["access_token"].is_string());
 
     expect_json(app.post("/magiclink", json!({"email": email})).await, 200).await;
     let mail = last_mail_to(&email).await;
-    let session = verified(&app, json!({"type": "magiclink", "token_hash": mail.link_param("token")})).await;
+    let session = verified(
+        &app,
+        json!({"type": "magiclink", "token_hash": mail.link_param("token")}),
+    )
+    .await;
     assert_eq!(session["user"]["email"], json!(email));
 }
 
@@ -282,7 +298,11 @@ async fn otp_signs_up_new_addresses_unless_create_user_is_false() {
     let mail = last_mail_to(&newcomer).await;
     assert_eq!(mail.subject, "Confirm your email address");
     assert!(mail.html.contains("name Ada"), "{}", mail.html);
-    let session = verified(&app, json!({"type": "email", "email": newcomer, "token": mail.code()})).await;
+    let session = verified(
+        &app,
+        json!({"type": "email", "email": newcomer, "token": mail.code()}),
+    )
+    .await;
     assert!(session["user"]["email_confirmed_at"].is_string());
     assert_eq!(session["user"]["user_metadata"]["name"], json!("Ada"));
     let res = app
@@ -318,7 +338,11 @@ async fn recovery_by_code_then_a_new_password() {
     let mail = last_mail_to(&email).await;
     assert_eq!(mail.subject, "Reset your password");
     assert_eq!(mail.link_param("type"), "recovery");
-    let session = verified(&app, json!({"type": "recovery", "email": email, "token": mail.code()})).await;
+    let session = verified(
+        &app,
+        json!({"type": "recovery", "email": email, "token": mail.code()}),
+    )
+    .await;
     let access = session["access_token"].as_str().unwrap();
     let res = app
         .client
@@ -401,7 +425,11 @@ async fn generate_link_answers_every_type_without_sending() {
     )
     .await;
     assert_eq!(link["verification_type"], json!("signup"));
-    assert_eq!(link["user_metadata"], json!({"name": "Lin"}), "as GoTrue: data only");
+    assert_eq!(
+        link["user_metadata"],
+        json!({"name": "Lin"}),
+        "as GoTrue: data only"
+    );
     assert_eq!(link["email"], json!(email));
     assert_eq!(link["redirect_to"], json!("http://localhost:3000"));
     let otp = link["email_otp"].as_str().unwrap();
@@ -413,7 +441,11 @@ async fn generate_link_answers_every_type_without_sending() {
             "http://localhost:9999/verify?token={hashed}&type=signup&redirect_to=http://localhost:3000"
         ))
     );
-    let session = verified(&app, json!({"type": "signup", "email": email, "token": otp})).await;
+    let session = verified(
+        &app,
+        json!({"type": "signup", "email": email, "token": otp}),
+    )
+    .await;
     assert_eq!(session["user"]["user_metadata"]["name"], json!("Lin"));
 
     for kind in ["magiclink", "recovery"] {
@@ -495,7 +527,11 @@ async fn a_secure_email_change_needs_both_addresses() {
     assert!(to_old.html.contains(&format!("sent to {old}")));
     assert_ne!(to_new.code(), to_old.code());
 
-    let first = verified(&app, json!({"type": "email_change", "email": new, "token": to_new.code()})).await;
+    let first = verified(
+        &app,
+        json!({"type": "email_change", "email": new, "token": to_new.code()}),
+    )
+    .await;
     assert_eq!(
         first,
         json!({"msg": "Confirmation link accepted. Please proceed to confirm link sent to the other email", "code": "200"})
@@ -528,7 +564,11 @@ async fn without_secure_change_only_the_new_address_confirms() {
     expect_json(res, 200).await;
     assert_eq!(mails_to(&old).await.len(), 1, "only the sign-up mail");
     let to_new = last_mail_to(&new).await;
-    let session = verified(&app, json!({"type": "email_change", "email": new, "token": to_new.code()})).await;
+    let session = verified(
+        &app,
+        json!({"type": "email_change", "email": new, "token": to_new.code()}),
+    )
+    .await;
     assert_eq!(session["user"]["email"], json!(new));
 }
 
@@ -580,7 +620,11 @@ async fn resend_and_the_resend_interval() {
         .await;
         expect_error(res, 403, "otp_expired").await;
     }
-    verified(&app, json!({"type": "signup", "email": email, "token": second})).await;
+    verified(
+        &app,
+        json!({"type": "signup", "email": email, "token": second}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -684,7 +728,11 @@ async fn the_global_mail_cap_and_gotrues_default_templates() {
     let email = fresh_email("cap");
     signup_unconfirmed(&app, &email).await;
     let code = last_mail_to(&email).await.code();
-    verified(&app, json!({"type": "signup", "email": email, "token": code})).await;
+    verified(
+        &app,
+        json!({"type": "signup", "email": email, "token": code}),
+    )
+    .await;
     expect_json(app.post("/recover", json!({"email": email})).await, 200).await;
     let mail = last_mail_to(&email).await;
     // GoTrue's built-in recovery body.

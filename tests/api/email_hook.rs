@@ -118,7 +118,10 @@ async fn an_http_send_email_hook_is_signed_and_recovery_works_through_it() {
     )
     .await;
     // The hook failing is GoTrue's error, not a silent success.
-    receiver.answer_next(500, r#"{"error":{"http_code":503,"message":"provider down"}}"#);
+    receiver.answer_next(
+        500,
+        r#"{"error":{"http_code":503,"message":"provider down"}}"#,
+    );
     let res = app
         .post("/recover", json!({"email": "reset@example.com"}))
         .await;
