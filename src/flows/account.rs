@@ -512,13 +512,7 @@ fn check_reauthentication(
     let email = user.email.as_deref().filter(|e| !e.is_empty());
     let phone = user.phone.as_deref().filter(|p| !p.is_empty());
     let (relates_to, rules) = match (email, phone) {
-        (Some(email), _) => (
-            email,
-            super::otp::Rules {
-                exp: std::time::Duration::from_secs(86_400),
-                max_attempts: state.config.sms.otp_max_attempts,
-            },
-        ),
+        (Some(email), _) => (email, super::verify::email_rules(state)),
         (None, Some(phone)) => (phone, super::phone::rules(state)),
         (None, None) => {
             return Err(ApiError::unprocessable(

@@ -372,23 +372,18 @@ pub async fn magic_link(
             found => {
                 let user = match found {
                     Some(u) => u,
-                    None if !create_user => {
-                        return Err(ApiError::unprocessable(
-                            ErrorCode::OtpDisabled,
-                            "Signups not allowed for otp",
-                        ))
-                    }
-                    None if accounts.disable_signup => {
-                        return Err(ApiError::unprocessable(
-                            ErrorCode::SignupDisabled,
-                            "Signups not allowed for this instance",
-                        ))
-                    }
                     None => {
                         let confirmed = accounts.mailer_autoconfirm.then_some(now);
                         let contact = Contact::Email(email.clone());
-                        let mut user =
-                            signup::create_user(conn, state, &contact, "", data, confirmed, now)?;
+                        let mut user = signup::create_for_otp(
+                            conn,
+                            state,
+                            &contact,
+                            create_user,
+                            data,
+                            confirmed,
+                            now,
+                        )?;
                         // Nothing was sent to the new user yet.
                         user.confirmation_sent_at = None;
                         user

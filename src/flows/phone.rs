@@ -141,30 +141,22 @@ pub async fn send_otp(state: &Arc<AppState>, params: PhoneOtp) -> ApiResult<OtpS
     let tx_state = state.clone();
     db::transaction_calling_out(&state.pool, state.config.sms.timeout, move |conn| {
         let state = &tx_state;
-        let accounts = &state.config.accounts;
         let existing = user::find_by_phone(conn, &phone)?;
         let (user, signed_up) = match existing {
             Some(u) if u.phone_confirmed_at.is_some() => (u, false),
             Some(u) => (u, true),
-            None if !params.create_user => {
-                return Err(ApiError::unprocessable(
-                    ErrorCode::OtpDisabled,
-                    "Signups not allowed for otp",
-                ))
-            }
-            None if accounts.disable_signup => {
-                return Err(ApiError::unprocessable(
-                    ErrorCode::SignupDisabled,
-                    "Signups not allowed for this instance",
-                ))
-            }
             None => {
                 let contact = Contact::Phone(phone.clone());
-                let now = db_now();
-                (
-                    signup::create_user(conn, state, &contact, "", params.data, None, now)?,
-                    true,
-                )
+                let user = signup::create_for_otp(
+                    conn,
+                    state,
+                    &contact,
+                    params.create_user,
+                    params.data,
+                    None,
+                    db_now(),
+                )?;
+                (user, true)
             }
         };
         if user.is_banned(db_now()) {

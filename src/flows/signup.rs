@@ -290,6 +290,33 @@ fn is_confirmed(user: &User, contact: &Contact) -> bool {
     }
 }
 
+/// The user `POST /otp` creates for an address that has none (GoTrue `shouldCreateUser` and
+/// the sign-up it runs): 422 `otp_disabled` when the caller asked not to create one, 422
+/// `signup_disabled` when sign-ups are off; else a user without a password.
+pub(super) fn create_for_otp(
+    conn: &mut PgConnection,
+    state: &AppState,
+    contact: &Contact,
+    allowed: bool,
+    data: Map<String, Value>,
+    confirmed_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> ApiResult<User> {
+    if !allowed {
+        return Err(ApiError::unprocessable(
+            ErrorCode::OtpDisabled,
+            "Signups not allowed for otp",
+        ));
+    }
+    if state.config.accounts.disable_signup {
+        return Err(ApiError::unprocessable(
+            ErrorCode::SignupDisabled,
+            "Signups not allowed for this instance",
+        ));
+    }
+    create_user(conn, state, contact, "", data, confirmed_at, now)
+}
+
 /// Inserts the user and its e-mail or phone identity. A concurrent signup for the same address
 /// loses on the unique index and gets GoTrue's "already registered" answer. `hash` is `""` for
 /// a user created by a one-time code, who has no password.

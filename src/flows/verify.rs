@@ -285,9 +285,8 @@ fn rules(state: &AppState, kind: VerifyType) -> otp::Rules {
     }
 }
 
-/// GoTrue's e-mail code lifetime default (`GOTRUE_MAILER_OTP_EXP`, 86400 s), until the mail
-/// settings carry their own.
-fn email_rules(state: &AppState) -> otp::Rules {
+/// The code's lifetime (`GOTRUE_MAILER_OTP_EXP`) and attempt rules for e-mail codes.
+pub(super) fn email_rules(state: &AppState) -> otp::Rules {
     otp::Rules {
         exp: state.config.mail.otp_exp,
         max_attempts: state.config.sms.otp_max_attempts,
