@@ -7,16 +7,14 @@ use super::extract::{AuthUser, Client};
 use super::render::user_response;
 use crate::error::{no_store, ApiResult};
 use crate::flows::account::{self, UserUpdate};
-use crate::flows::mfa;
 use crate::rate_limit::Limit;
 use crate::state::AppState;
 
-pub async fn user_get(state: web::Data<AppState>, auth: AuthUser) -> ApiResult<HttpResponse> {
-    let factors = mfa::factors_of(&state, auth.user.id).await?;
+pub async fn user_get(auth: AuthUser) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().insert_header(no_store()).json(
         auth.user
             .to_json(Some(&auth.identities))
-            .with_factors(&factors),
+            .with_factors(&auth.factors),
     ))
 }
 

@@ -9,6 +9,7 @@ use crate::auth::jwt::IncomingClaims;
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::identity::Identity;
+use crate::models::mfa::Factor;
 use crate::models::user::{self, User};
 use crate::models::{session, wechat};
 use crate::state::AppState;
@@ -19,6 +20,8 @@ pub struct AuthenticatedUser {
     /// The user's identities, loaded in the same database call (GET /user answers with them;
     /// a second trip to the blocking pool cost more than the query itself).
     pub identities: Vec<Identity>,
+    /// The user's MFA factors, from the same query (`GET /user` lists them).
+    pub factors: Vec<Factor>,
     /// `None` for tokens without a session (GoTrue then treats logout as global).
     pub session_id: Option<Uuid>,
     pub claims: IncomingClaims,
@@ -51,7 +54,7 @@ pub async fn user(state: &Arc<AppState>, token: &str) -> ApiResult<Authenticated
         }
     })
     .await?;
-    let (user, session_found, identities) = found.ok_or_else(|| {
+    let (record, session_found) = found.ok_or_else(|| {
         ApiError::forbidden(
             ErrorCode::UserNotFound,
             "User from sub claim in JWT does not exist",
@@ -63,12 +66,18 @@ pub async fn user(state: &Arc<AppState>, token: &str) -> ApiResult<Authenticated
             "Session from session_id claim in JWT does not exist",
         ));
     }
+    let user::UserRecord {
+        user,
+        identities,
+        factors,
+    } = record;
     if user.is_banned(chrono::Utc::now()) {
         return Err(ApiError::forbidden(ErrorCode::UserBanned, "User is banned"));
     }
     Ok(AuthenticatedUser {
         user,
         identities,
+        factors,
         session_id,
         claims,
     })

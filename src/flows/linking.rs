@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::identity::{self, Identity, NewIdentity};
+use crate::models::sign_in::{self as statements, NewSession, Opened, SessionKey, Unless};
 use crate::models::user::{self, NewUser, User};
 use crate::state::AppState;
 
@@ -98,6 +99,66 @@ pub fn sign_in(
         user,
         created: true,
     })
+}
+
+/// [`sign_in`]'s common case in one statement, with no transaction: a returning identity whose
+/// user is neither deleted nor banned is refreshed and gets the session `new` (and the WeChat
+/// `session_key`). `None`, with nothing written, for everything else: the caller then runs
+/// [`sign_in_creating`] in a transaction.
+pub fn sign_in_returning(
+    conn: &mut PgConnection,
+    ext: &ExternalIdentity,
+    session_key: Option<&SessionKey<'_>>,
+    new: &NewSession<'_>,
+) -> ApiResult<Option<Opened>> {
+    Ok(statements::by_identity(
+        conn,
+        ext.provider,
+        &ext.provider_id,
+        &ext.data,
+        session_key,
+        new,
+    )?)
+}
+
+/// The first sign-in of a person, inside the caller's transaction: takes the person lock, then
+/// creates the user with this identity, the WeChat `session_key` and the session `new` in one
+/// statement, unless the identity or another identity of the person already has a user (a
+/// concurrent first sign-in that won the lock, or a sibling app), or sign-ups are off. `None`
+/// then, with nothing written: [`sign_in`] (the lock held already) decides.
+pub fn sign_in_creating(
+    conn: &mut PgConnection,
+    state: &AppState,
+    ext: &ExternalIdentity,
+    session_key: Option<&SessionKey<'_>>,
+    new: &NewSession<'_>,
+) -> ApiResult<Option<Opened>> {
+    lock_person(conn, ext)?;
+    if state.config.accounts.disable_signup {
+        return Ok(None);
+    }
+    let jwt = &state.config.jwt;
+    let id = Uuid::new_v4();
+    let mut user = NewUser::new(id, &jwt.aud, &jwt.default_group_name, new.now);
+    user.raw_app_meta_data = json!({"provider": ext.provider, "providers": [ext.provider]});
+    user.last_sign_in_at = Some(new.now);
+    let identity = NewIdentity::new(id, ext.provider, &ext.provider_id, ext.data.clone(), new.now);
+    let unless = Unless::Identity {
+        provider: ext.provider,
+        provider_id: &ext.provider_id,
+        person: ext
+            .person
+            .as_ref()
+            .map(|p| (p.providers, p.unionid.as_str())),
+    };
+    Ok(statements::new_user(
+        conn,
+        &user,
+        Some(&identity),
+        unless,
+        session_key,
+        new,
+    )?)
 }
 
 /// Links the identity to `user_id` (an already signed-in user adding a provider). 422

@@ -829,11 +829,6 @@ pub async fn unenroll(
     .await
 }
 
-/// The user's factors (`GET /user`).
-pub async fn factors_of(state: &Arc<AppState>, user_id: Uuid) -> ApiResult<Vec<Factor>> {
-    db::run(&state.pool, move |conn| Ok(mfa::for_user(conn, user_id)?)).await
-}
-
 fn admin_user(conn: &mut PgConnection, user_id: Uuid) -> ApiResult<User> {
     Ok(user::find_with_identities(conn, user_id)?
         .ok_or_else(super::account::user_not_found)?

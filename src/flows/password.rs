@@ -122,7 +122,9 @@ pub async fn sign_in(
     }
 
     let tx_state = state.clone();
-    let session = db::transaction(&state.pool, move |conn| {
+    // Without a rehash (or a hook) the session is one statement: no transaction needed.
+    let atomic = rehash.is_some() || session::signing_calls_out(state);
+    let session = db::transaction_if(&state.pool, atomic, move |conn| {
         // Old bcrypt (or weaker argon2) hashes are upgraded once the password is known good.
         let user = match rehash {
             Some(new_hash) => {

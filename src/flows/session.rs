@@ -15,9 +15,10 @@ use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::audit_log::{self, AuditEntry};
 use crate::models::identity::Identity;
-use crate::models::mfa::{self, Factor};
-use crate::models::session::{self, NewSession};
-use crate::models::user::{self, User};
+use crate::models::mfa::Factor;
+use crate::models::session;
+use crate::models::sign_in::{self, NewSession, Opened};
+use crate::models::user::{self, User, UserRecord};
 use crate::models::{db_now, refresh_token};
 use crate::state::AppState;
 
@@ -93,39 +94,61 @@ pub struct Session {
 }
 
 /// Creates a session for `user` (inside the caller's transaction or on its own: it is one
-/// statement plus the identities' read) and signs its access token.
+/// statement, which also returns the user's identities and factors) and signs its access token.
 pub fn issue(
     conn: &mut PgConnection,
     state: &AppState,
-    mut user: User,
+    user: User,
     sign_in: SignIn,
     client: &ClientInfo,
 ) -> ApiResult<Session> {
-    let now = db_now();
     let refresh_token = new_refresh_token();
-    let audit = audit_entry(state, &user, sign_in.action);
-    let session_id = session::create(
-        conn,
-        &NewSession {
-            user_id: user.id,
-            aal: sign_in.aal.as_str(),
-            method: sign_in.method.as_str(),
-            refresh_token: &refresh_token,
-            user_agent: client.user_agent.as_deref(),
-            ip: client.ip.clone(),
-            now,
-            audit,
-        },
-    )?
-    // Deleted (or soft-deleted) by a concurrent request since the caller found the user.
-    .ok_or_else(super::account::user_not_found)?;
-    user.last_sign_in_at = Some(now);
-    user.updated_at = Some(now);
-    let identities = crate::models::identity::for_user(conn, user.id)?;
-    let factors = mfa::for_user(conn, user.id)?;
+    let new = new_session(state, sign_in, &refresh_token, client);
+    let opened = sign_in::for_user(conn, user.id, &new)?
+        // Deleted (or soft-deleted) by a concurrent request since the caller found the user.
+        .ok_or_else(super::account::user_not_found)?;
+    finish(conn, state, opened, sign_in, refresh_token)
+}
+
+/// What [`sign_in`]'s statements need to open a session for this sign-in.
+pub fn new_session<'a>(
+    state: &AppState,
+    sign_in: SignIn,
+    refresh_token: &'a str,
+    client: &'a ClientInfo,
+) -> NewSession<'a> {
+    NewSession {
+        aal: sign_in.aal.as_str(),
+        method: sign_in.method.as_str(),
+        refresh_token,
+        user_agent: client.user_agent.as_deref(),
+        ip: client.ip.clone(),
+        now: db_now(),
+        audit_action: (!state.config.security.audit_log_disable_postgres).then_some(sign_in.action),
+    }
+}
+
+/// Signs the access token of a session one of [`sign_in`]'s statements opened.
+pub fn finish(
+    conn: &mut PgConnection,
+    state: &AppState,
+    opened: Opened,
+    sign_in: SignIn,
+    refresh_token: String,
+) -> ApiResult<Session> {
+    let Opened {
+        session_id,
+        at,
+        record,
+    } = opened;
+    let UserRecord {
+        user,
+        identities,
+        factors,
+    } = record;
     let amr = vec![Amr {
         method: sign_in.method.as_str().to_string(),
-        timestamp: now.timestamp(),
+        timestamp: at.timestamp(),
     }];
     let access = sign_access_token(
         conn,
@@ -144,6 +167,13 @@ pub fn issue(
         refresh_token,
         access,
     })
+}
+
+/// True when signing an access token may do more than compute (an access-token hook runs SQL
+/// or calls out): a sign-in's statement then runs in a transaction with it, so a failing hook
+/// leaves no session behind. Otherwise one statement is its own transaction.
+pub fn signing_calls_out(state: &AppState) -> bool {
+    state.access_token_hook.is_some()
 }
 
 /// Signs the session's access token: GoTrue's claims, passed through the custom access-token
@@ -216,9 +246,15 @@ pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Se
             "Invalid Refresh Token: Refresh Token Not Found",
         ));
     }
-    let tx_state = state.clone();
-    let outcome =
-        db::transaction(&state.pool, move |conn| refresh(conn, &tx_state, &token)).await?;
+    let (fast_state, slow_state) = (state.clone(), state.clone());
+    let slow_token = token.clone();
+    let outcome = db::fast_path(
+        &state.pool,
+        signing_calls_out(state),
+        move |conn| refresh_live(conn, &fast_state, &token),
+        move |conn| refresh(conn, &slow_state, &slow_token),
+    )
+    .await?;
     match outcome {
         RefreshOutcome::Issued(session) => Ok(*session),
         RefreshOutcome::Reused => Err(ApiError::bad_request(
@@ -226,6 +262,48 @@ pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Se
             "Invalid Refresh Token: Already Used",
         )),
     }
+}
+
+/// The common refresh, one statement ([`refresh_token::rotate_live`]); `None` for every case
+/// [`refresh`] handles (replays, reissued tokens, expired sessions, banned or unknown users).
+fn refresh_live(
+    conn: &mut PgConnection,
+    state: &AppState,
+    token: &str,
+) -> ApiResult<Option<RefreshOutcome>> {
+    let next = new_refresh_token();
+    let audit = (!state.config.security.audit_log_disable_postgres).then_some("token_refreshed");
+    let Some(rotated) = refresh_token::rotate_live(conn, token, &next, db_now(), audit)? else {
+        return Ok(None);
+    };
+    let UserRecord {
+        user,
+        identities,
+        factors,
+    } = rotated.record;
+    let aal = rotated.aal.unwrap_or_else(|| Aal::Aal1.as_str().to_string());
+    let amr = rotated
+        .amr
+        .into_iter()
+        .map(|(method, timestamp)| Amr { method, timestamp })
+        .collect();
+    let access = sign_access_token(
+        conn,
+        state,
+        &user,
+        rotated.session_id,
+        &aal,
+        amr,
+        "token_refresh",
+    )?;
+    Ok(Some(RefreshOutcome::Issued(Box::new(Session {
+        user,
+        identities,
+        factors,
+        session_id: rotated.session_id,
+        refresh_token: next,
+        access,
+    }))))
 }
 
 /// GoTrue's refresh-token grant for v1 tokens, run inside a transaction by the caller.
@@ -268,7 +346,11 @@ pub fn refresh(
         .as_deref()
         .and_then(|id| Uuid::parse_str(id).ok())
         .ok_or_else(not_found)?;
-    let (user, identities) = user::find_with_identities(conn, user_id)?.ok_or_else(not_found)?;
+    let UserRecord {
+        user,
+        identities,
+        factors,
+    } = user::find_record(conn, user_id)?.ok_or_else(not_found)?;
     if user.is_banned(now) {
         return Err(ApiError::bad_request(
             ErrorCode::UserBanned,
@@ -317,7 +399,6 @@ pub fn refresh(
         .map(|(method, timestamp)| Amr { method, timestamp })
         .collect();
     let access = sign_access_token(conn, state, &user, session_id, &aal, amr, "token_refresh")?;
-    let factors = mfa::for_user(conn, user.id)?;
     Ok(RefreshOutcome::Issued(Box::new(Session {
         user,
         identities,

@@ -15,6 +15,8 @@ use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::db_now;
 use crate::models::identity::Identity;
+use crate::auth::new_refresh_token;
+use crate::models::sign_in::SessionKey;
 use crate::models::user::{self, MetadataPatch, User, UserChanges};
 use crate::models::wechat as store;
 use crate::providers::wechat::client::{CodeSession, QrCodeRequest};
@@ -71,10 +73,14 @@ pub struct LegacyUserInfo {
 
 /// The mini-program identity of `session` in `app`.
 fn external_identity(app: &WechatApp, session: &CodeSession) -> ExternalIdentity {
+    external_identity_of(&app.app_id, session)
+}
+
+fn external_identity_of(app_id: &str, session: &CodeSession) -> ExternalIdentity {
     let mut data = Map::new();
     data.insert("sub".into(), json!(session.openid));
     data.insert("openid".into(), json!(session.openid));
-    data.insert("appid".into(), json!(app.app_id));
+    data.insert("appid".into(), json!(app_id));
     if let Some(unionid) = &session.unionid {
         data.insert("unionid".into(), json!(unionid));
     }
@@ -104,33 +110,74 @@ pub async fn login(
     let profile = legacy
         .map(|info| legacy_profile(&app, &session, &info))
         .transpose()?;
-    let tx_state = state.clone();
-    db::transaction(&state.pool, move |conn| {
-        let now = db_now();
-        let ext = external_identity(&app, &session);
-        let linking::Linked { user, created } = linking::sign_in(conn, &tx_state, &ext, now)?;
-        if user.is_banned(chrono::Utc::now()) {
-            return Err(ApiError::bad_request(
-                ErrorCode::UserBanned,
-                "User is banned",
-            ));
-        }
-        let user = match profile {
-            Some(profile) => fill_profile(conn, user, profile)?,
-            None => user,
-        };
-        store::save_session_key(
-            conn,
-            &app.app_id,
-            &session.openid,
-            user.id,
-            &session.session_key,
-        )?;
-        let action = if created { "user_signedup" } else { "login" };
-        let sign_in = SignIn::first_factor(AuthMethod::OAuth, action);
-        session::issue(conn, &tx_state, user, sign_in, &client)
-    })
+    // Returning users without a legacy profile: one statement, no transaction. First sign-ins
+    // (and the rest): the person lock, then one statement creating the user with the session.
+    let simple = profile.is_none();
+    let ext = external_identity(&app, &session);
+    let fast = (state.clone(), app.app_id.clone(), session.clone(), client.clone());
+    let slow_state = state.clone();
+    db::fast_path(
+        &state.pool,
+        session::signing_calls_out(state),
+        move |conn| {
+            let (state, app_id, code_session, client) = fast;
+            if !simple {
+                return Ok(None);
+            }
+            let ext = external_identity_of(&app_id, &code_session);
+            let key = session_key_of(&app_id, &code_session);
+            let sign_in = SignIn::first_factor(AuthMethod::OAuth, "login");
+            let token = new_refresh_token();
+            let new = session::new_session(&state, sign_in, &token, &client);
+            match linking::sign_in_returning(conn, &ext, Some(&key), &new)? {
+                Some(opened) => Ok(Some(session::finish(conn, &state, opened, sign_in, token)?)),
+                None => Ok(None),
+            }
+        },
+        move |conn| {
+            let state = &slow_state;
+            let key = session_key_of(&app.app_id, &session);
+            if simple {
+                let sign_in = SignIn::first_factor(AuthMethod::OAuth, "user_signedup");
+                let token = new_refresh_token();
+                let new = session::new_session(state, sign_in, &token, &client);
+                if let Some(opened) = linking::sign_in_creating(conn, state, &ext, Some(&key), &new)? {
+                    return session::finish(conn, state, opened, sign_in, token);
+                }
+            }
+            let now = db_now();
+            let linking::Linked { user, created } = linking::sign_in(conn, state, &ext, now)?;
+            if user.is_banned(chrono::Utc::now()) {
+                return Err(ApiError::bad_request(
+                    ErrorCode::UserBanned,
+                    "User is banned",
+                ));
+            }
+            let user = match profile {
+                Some(profile) => fill_profile(conn, user, profile)?,
+                None => user,
+            };
+            store::save_session_key(
+                conn,
+                &app.app_id,
+                &session.openid,
+                user.id,
+                &session.session_key,
+            )?;
+            let action = if created { "user_signedup" } else { "login" };
+            let sign_in = SignIn::first_factor(AuthMethod::OAuth, action);
+            session::issue(conn, state, user, sign_in, &client)
+        },
+    )
     .await
+}
+
+fn session_key_of<'a>(app_id: &'a str, session: &'a CodeSession) -> SessionKey<'a> {
+    SessionKey {
+        app_id,
+        openid: &session.openid,
+        session_key: &session.session_key,
+    }
 }
 
 /// Verifies and decrypts the legacy `wx.getUserInfo` payload with the session_key just issued.

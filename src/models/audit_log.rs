@@ -35,7 +35,7 @@ impl AuditEntry<'_> {
     }
 }
 
-fn log_type(action: &str) -> &'static str {
+pub fn log_type(action: &str) -> &'static str {
     match action {
         "login" | "logout" | "user_signedup" => "account",
         "token_refreshed" | "token_revoked" => "token",
@@ -56,6 +56,17 @@ pub fn insert_sql(payload: &str, at: &str, ip: &str) -> String {
     format!(
         "INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address) \
          VALUES ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), {payload}::json, {at}, coalesce({ip}, ''))"
+    )
+}
+
+/// GoTrue's payload (as [`AuditEntry::payload`] writes it, keys in the same order) for the
+/// user row aliased `user`, built by PostgreSQL: for statements that learn the user as they
+/// run. `action` and `log_type` are placeholders.
+pub fn payload_sql(user: &str, action: &str, log_type: &str) -> String {
+    format!(
+        "json_build_object('action', {action}::text, 'actor_id', {user}.id::text,
+           'actor_username', coalesce({user}.email, {user}.phone, ''), 'actor_via_sso', false,
+           'log_type', {log_type}::text)"
     )
 }
 

@@ -2,14 +2,15 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::user::User;
 use crate::db::schema::{identities, users};
 
-#[derive(Queryable, Selectable, Clone, Debug)]
+/// An identity row; `Deserialize` reads the `to_jsonb` rows of [`super::user::record_columns`].
+#[derive(Queryable, Selectable, Deserialize, Clone, Debug)]
 #[diesel(table_name = identities)]
 pub struct Identity {
     pub id: Uuid,
@@ -23,7 +24,8 @@ pub struct Identity {
     pub email: Option<String>,
 }
 
-#[derive(Insertable)]
+/// `Serialize` feeds `sign_in::new_user` (`jsonb_populate_record`).
+#[derive(Insertable, Serialize)]
 #[diesel(table_name = identities)]
 pub struct NewIdentity {
     pub id: Uuid,

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Int4, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub const TOTP: &str = "totp";
@@ -15,11 +15,11 @@ pub const WEBAUTHN: &str = "webauthn";
 
 /// A factor, serialised as GoTrue's `models.Factor` (the secret and the WebAuthn credential
 /// are never serialised).
-#[derive(QueryableByName, Serialize, Clone, Debug)]
+#[derive(QueryableByName, Serialize, Deserialize, Clone, Debug)]
 pub struct Factor {
     #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     #[diesel(sql_type = SqlUuid)]
     pub user_id: Uuid,
     #[diesel(sql_type = Timestamptz)]
@@ -33,7 +33,8 @@ pub struct Factor {
     pub friendly_name: String,
     #[diesel(sql_type = Text)]
     pub factor_type: String,
-    #[serde(skip)]
+    /// Never serialised, and never part of [`FACTORS_JSON`] (so `None` in a user record).
+    #[serde(skip_serializing, default)]
     #[diesel(sql_type = Nullable<Text>)]
     pub secret: Option<String>,
     /// `""` when NULL, as GoTrue's `storage.NullString`.
@@ -55,6 +56,15 @@ impl Factor {
 const FACTOR_COLUMNS: &str = "id, user_id, created_at, updated_at, status::text AS status,
     coalesce(friendly_name, '') AS friendly_name, factor_type::text AS factor_type, secret,
     coalesce(phone, '') AS phone, last_challenged_at, web_authn_aaguid";
+
+/// The factors of the user row aliased `u`, oldest first, as one jsonb array of [`Factor`]s
+/// without their secrets: the `factors` of a user record (`user::record_columns`).
+pub const FACTORS_JSON: &str = "(SELECT coalesce(jsonb_agg(jsonb_build_object(
+      'id', f.id, 'user_id', f.user_id, 'created_at', f.created_at, 'updated_at', f.updated_at,
+      'status', f.status::text, 'friendly_name', coalesce(f.friendly_name, ''),
+      'factor_type', f.factor_type::text, 'phone', coalesce(f.phone, ''),
+      'last_challenged_at', f.last_challenged_at, 'web_authn_aaguid', f.web_authn_aaguid)
+    ORDER BY f.created_at), '[]') FROM auth.mfa_factors f WHERE f.user_id = u.id)";
 
 /// The user's factors, oldest first (what `GET /user` lists).
 pub fn for_user(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<Vec<Factor>> {

@@ -8,6 +8,7 @@ pub mod mfa;
 pub mod one_time_token;
 pub mod refresh_token;
 pub mod session;
+pub mod sign_in;
 pub mod user;
 pub mod wechat;
 

@@ -114,3 +114,94 @@ pub fn rotate(
 pub fn delete(conn: &mut PgConnection, id: i64) -> QueryResult<usize> {
     diesel::delete(refresh_tokens::table.find(id)).execute(conn)
 }
+
+/// A refresh done by [`rotate_live`].
+pub struct Rotated {
+    pub session_id: Uuid,
+    /// The session's `aal` (`None` where GoTrue left it NULL).
+    pub aal: Option<String>,
+    /// Its amr claims, newest first, as `(method, unix time)`.
+    pub amr: Vec<(String, i64)>,
+    pub record: super::user::UserRecord,
+}
+
+/// The common refresh in one statement: `token` is live (not revoked, never handed out again
+/// through the reuse interval), its session unexpired and its user not banned. Locks the
+/// session and the token (in that order, see [`find_with_session_for_update`]), revokes the
+/// token, issues `next` as its child, marks the session refreshed, writes the audit entry
+/// when `audit_action` is set, and returns what the response needs. `None`, with nothing
+/// written, for every other case, which [`crate::flows::session::refresh`] handles: a
+/// concurrent refresh of the same token waits for the lock and then finds it revoked.
+pub fn rotate_live(
+    conn: &mut PgConnection,
+    token: &str,
+    next: &str,
+    now: DateTime<Utc>,
+    audit_action: Option<&str>,
+) -> QueryResult<Option<Rotated>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(embed)]
+        record: super::user::RecordRow,
+        #[diesel(sql_type = SqlUuid)]
+        session_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        aal: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        amr_json: serde_json::Value,
+    }
+    let sql = format!(
+        "WITH t AS (
+           SELECT rt.id, rt.token, rt.user_id AS token_user_id, rt.session_id, s.user_id, s.aal
+           FROM auth.sessions s JOIN auth.refresh_tokens rt ON rt.session_id = s.id
+           WHERE rt.token = $1 AND coalesce(rt.revoked, false) = false
+             AND coalesce(rt.updated_at <= rt.created_at, true)
+             AND (s.not_after IS NULL OR s.not_after > $2)
+           FOR UPDATE
+         ), ok AS (
+           SELECT t.* FROM t JOIN auth.users b ON b.id = t.user_id
+           WHERE b.banned_until IS NULL OR b.banned_until <= $2
+         ), r AS (
+           UPDATE auth.refresh_tokens SET revoked = true, updated_at = $2 WHERE id = (SELECT id FROM ok)
+         ), s2 AS (
+           UPDATE auth.sessions SET refreshed_at = ($2 AT TIME ZONE 'UTC'), updated_at = $2
+           WHERE id = (SELECT session_id FROM ok)
+         ), n AS (
+           INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, parent, session_id)
+           SELECT '00000000-0000-0000-0000-000000000000', $3, token_user_id, false, $2, $2, token, session_id FROM ok
+         ), l AS (
+           INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address)
+           SELECT '00000000-0000-0000-0000-000000000000', gen_random_uuid(), {}, $2, ''
+           FROM ok JOIN auth.users u ON u.id = ok.user_id WHERE $4::text IS NOT NULL
+         )
+         SELECT {}, ok.session_id, ok.aal::text AS aal,
+           (SELECT coalesce(jsonb_agg(jsonb_build_array(a.authentication_method,
+                      floor(extract(epoch FROM a.updated_at))::bigint) ORDER BY a.updated_at DESC), '[]')
+            FROM auth.mfa_amr_claims a WHERE a.session_id = ok.session_id
+              AND a.authentication_method IS NOT NULL AND a.updated_at IS NOT NULL) AS amr_json
+         FROM ok JOIN auth.users u ON u.id = ok.user_id",
+        audit_log::payload_sql("u", "$4", "$5"),
+        super::user::record_columns(super::user::IDENTITIES),
+    );
+    let row: Option<Row> = crate::db::prepared(sql)
+        .bind::<Text, _>(token.to_string())
+        .bind::<Timestamptz, _>(now)
+        .bind::<Text, _>(next.to_string())
+        .bind::<diesel::sql_types::Nullable<Text>, _>(audit_action.map(str::to_string))
+        .bind::<diesel::sql_types::Nullable<Text>, _>(
+            audit_action.map(|a| audit_log::log_type(a).to_string()),
+        )
+        .get_result(conn)
+        .optional()?;
+    row.map(|r| {
+        let amr = serde_json::from_value(r.amr_json)
+            .map_err(|e| diesel::result::Error::DeserializationError(e.into()))?;
+        Ok(Rotated {
+            session_id: r.session_id,
+            aal: r.aal,
+            amr,
+            record: r.record.into_record()?,
+        })
+    })
+    .transpose()
+}

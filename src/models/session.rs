@@ -5,63 +5,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use super::audit_log::{self, AuditEntry};
 use crate::db::schema::sessions;
-
-/// What a new session needs; written with [`create`].
-pub struct NewSession<'a> {
-    pub user_id: Uuid,
-    /// GoTrue's `aal_level` (`aal1`, `aal2`).
-    pub aal: &'a str,
-    /// The amr method of the sign-in (`password`, `otp`, `oauth`, ...).
-    pub method: &'a str,
-    pub refresh_token: &'a str,
-    pub user_agent: Option<&'a str>,
-    pub ip: Option<String>,
-    pub now: DateTime<Utc>,
-    /// Also record this audit entry in the same statement.
-    pub audit: Option<AuditEntry<'a>>,
-}
-
-/// Creates a session with its amr claim and first refresh token, bumps the user's
-/// `last_sign_in_at` and (optionally) writes the audit entry: one statement, one round trip,
-/// all or nothing. Returns the session id, or `None` (and writes nothing) when the user is
-/// gone or soft-deleted by now: the session is inserted only for the row the `UPDATE` of
-/// `last_sign_in_at` found, and that `UPDATE` waits for a concurrent delete to finish.
-pub fn create(conn: &mut PgConnection, new: &NewSession<'_>) -> QueryResult<Option<Uuid>> {
-    let session_id = Uuid::new_v4();
-    let audit_cte = match new.audit {
-        Some(_) => format!(", l AS ({})", audit_log::insert_sql("$8", "$3", "$5")),
-        None => String::new(),
-    };
-    let sql = format!(
-        "WITH u AS (
-           UPDATE auth.users SET last_sign_in_at = $3, updated_at = $3
-           WHERE id = $2 AND deleted_at IS NULL RETURNING id
-         ), s AS (
-           INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip)
-           SELECT $1, u.id, $3, $3, $9::auth.aal_level, $4, $5::inet FROM u RETURNING id
-         ), a AS (
-           INSERT INTO auth.mfa_amr_claims (id, session_id, created_at, updated_at, authentication_method)
-           SELECT gen_random_uuid(), id, $3, $3, $6 FROM s
-         ){audit_cte}
-         INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, session_id)
-         SELECT '00000000-0000-0000-0000-000000000000', $7, $2::text, false, $3, $3, id FROM s"
-    );
-    let audit_payload = new.audit.as_ref().map(|a| a.payload().to_string());
-    let created = crate::db::prepared(sql)
-        .bind::<SqlUuid, _>(session_id)
-        .bind::<SqlUuid, _>(new.user_id)
-        .bind::<Timestamptz, _>(new.now)
-        .bind::<Nullable<Text>, _>(new.user_agent.map(str::to_string))
-        .bind::<Nullable<Text>, _>(new.ip.clone())
-        .bind::<Text, _>(new.method.to_string())
-        .bind::<Text, _>(new.refresh_token.to_string())
-        .bind::<Nullable<Text>, _>(audit_payload)
-        .bind::<Text, _>(new.aal.to_string())
-        .execute(conn)?;
-    Ok((created == 1).then_some(session_id))
-}
 
 /// Moves every session of `from`, with its refresh tokens, to `into` (a merge): the sessions
 /// keep their ids and refresh tokens, so the client's next refresh yields `into`'s tokens.

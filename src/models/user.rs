@@ -10,12 +10,12 @@ use uuid::Uuid;
 
 use super::identity::{Identity, IdentityJson};
 use super::INSTANCE_ID;
-use crate::db::schema::{identities, sessions, users};
+use crate::db::schema::{identities, users};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Varchar>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
 
 /// A user row. Deliberately not `Debug`: it holds the password hash.
-#[derive(Queryable, Selectable, Clone)]
+#[derive(Queryable, Selectable, QueryableByName, Clone)]
 #[diesel(table_name = users)]
 pub struct User {
     pub id: Uuid,
@@ -47,7 +47,9 @@ pub struct User {
 
 /// A new row. The token columns are written as `''`, not NULL, because GoTrue scans them into
 /// plain strings and would fail to load a user weauth created.
-#[derive(Insertable)]
+/// `Serialize` feeds [`new_user_sql`] (`jsonb_populate_record`), which writes exactly these
+/// columns.
+#[derive(Insertable, Serialize)]
 #[diesel(table_name = users)]
 pub struct NewUser {
     pub instance_id: Uuid,
@@ -70,6 +72,8 @@ pub struct NewUser {
     pub updated_at: DateTime<Utc>,
     pub banned_until: Option<DateTime<Utc>>,
     pub is_anonymous: bool,
+    /// Set by a statement that signs the new user in as it creates them.
+    pub last_sign_in_at: Option<DateTime<Utc>>,
 }
 
 impl NewUser {
@@ -96,6 +100,7 @@ impl NewUser {
             updated_at: now,
             banned_until: None,
             is_anonymous: false,
+            last_sign_in_at: None,
         }
     }
 }
@@ -224,6 +229,80 @@ impl<'a> UserJson<'a> {
         self.factors = factors;
         self
     }
+}
+
+/// A user with everything GoTrue's user JSON shows: identities (oldest first) and MFA factors.
+/// Statements that sign someone in or change a user return one, read in the same round trip.
+pub struct UserRecord {
+    pub user: User,
+    pub identities: Vec<Identity>,
+    pub factors: Vec<super::mfa::Factor>,
+}
+
+/// Where [`record_columns`] reads identities from when nothing in the statement changed them.
+pub const IDENTITIES: &str = "auth.identities";
+
+/// The select list of a [`UserRecord`] for the `auth.users` row aliased `u` (a table or a CTE
+/// `RETURNING *`): its columns, its identities and its factors as two jsonb arrays. A statement
+/// that changes an identity in a CTE passes a relation with the changed row in `identities`,
+/// since its own subqueries see the rows as they were before it ran.
+pub fn record_columns(identities: &str) -> String {
+    format!(
+        "u.*, (SELECT coalesce(jsonb_agg(to_jsonb(i) ORDER BY i.created_at), '[]')
+               FROM {identities} i WHERE i.user_id = u.id) AS identities_json,
+         {} AS factors_json",
+        super::mfa::FACTORS_JSON
+    )
+}
+
+/// The row of [`record_columns`].
+#[derive(QueryableByName)]
+pub struct RecordRow {
+    #[diesel(embed)]
+    pub user: User,
+    #[diesel(sql_type = Jsonb)]
+    pub identities_json: Value,
+    #[diesel(sql_type = Jsonb)]
+    pub factors_json: Value,
+}
+
+impl RecordRow {
+    pub fn into_record(self) -> QueryResult<UserRecord> {
+        let decode = |e: serde_json::Error| diesel::result::Error::DeserializationError(e.into());
+        Ok(UserRecord {
+            user: self.user,
+            identities: serde_json::from_value(self.identities_json).map_err(decode)?,
+            factors: serde_json::from_value(self.factors_json).map_err(decode)?,
+        })
+    }
+}
+
+/// The user and their relations: one round trip.
+pub fn find_record(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<UserRecord>> {
+    let row: Option<RecordRow> = crate::db::prepared(format!(
+        "SELECT {} FROM auth.users u WHERE u.id = $1",
+        record_columns(IDENTITIES)
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .get_result(conn)
+    .optional()?;
+    row.map(RecordRow::into_record).transpose()
+}
+
+/// Inserts the [`NewUser`] bound (as jsonb) at `param` and returns the row: for a CTE of a
+/// statement that creates a user together with what belongs to them.
+pub fn new_user_sql(param: &str) -> String {
+    format!(
+        "INSERT INTO auth.users (instance_id, id, aud, role, email, phone, encrypted_password,
+           email_confirmed_at, phone_confirmed_at, confirmation_sent_at, confirmation_token,
+           recovery_token, email_change_token_new, email_change, raw_app_meta_data,
+           raw_user_meta_data, created_at, updated_at, banned_until, is_anonymous, last_sign_in_at)
+         SELECT instance_id, id, aud, role, email, phone, encrypted_password, email_confirmed_at,
+           phone_confirmed_at, confirmation_sent_at, confirmation_token, recovery_token,
+           email_change_token_new, email_change, raw_app_meta_data, raw_user_meta_data,
+           created_at, updated_at, banned_until, is_anonymous, last_sign_in_at
+         FROM jsonb_populate_record(NULL::auth.users, {param}::jsonb)"
+    )
 }
 
 /// A user with their identities (oldest first): what GoTrue's user JSON shows. One round trip.
@@ -484,32 +563,34 @@ pub fn update_with_metadata(
         .optional()
 }
 
-/// A token's user, its session's id when that session exists, and the user's identities.
-pub type TokenUser = (User, Option<Uuid>, Vec<Identity>);
+/// A token's user and everything its JSON shows, and its session's id when that session exists.
+pub type TokenUser = (UserRecord, Option<Uuid>);
 
-/// The row an access token names, whether the token's session still exists, and the user's
-/// identities: one round trip (identities come one row each, the user repeated).
+/// The row an access token names with its identities and factors, and whether the token's
+/// session still exists: one round trip, one row.
 pub fn find_for_token(
     conn: &mut PgConnection,
     user_id: Uuid,
     session_id: Option<Uuid>,
 ) -> QueryResult<Option<TokenUser>> {
-    let rows = users::table
-        .find(user_id)
-        .left_join(
-            sessions::table.on(sessions::id
-                .eq(session_id.unwrap_or_default())
-                .and(sessions::user_id.eq(users::id))),
-        )
-        .left_join(identities::table.on(identities::user_id.eq(users::id)))
-        .order(identities::created_at.asc())
-        .select((
-            User::as_select(),
-            sessions::id.nullable(),
-            Option::<Identity>::as_select(),
-        ))
-        .load::<(User, Option<Uuid>, Option<Identity>)>(conn)?;
-    Ok(fold_identities(rows))
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(embed)]
+        record: RecordRow,
+        #[diesel(sql_type = Nullable<diesel::sql_types::Uuid>)]
+        session_found: Option<Uuid>,
+    }
+    let row: Option<Row> = crate::db::prepared(format!(
+        "SELECT {}, (SELECT s.id FROM auth.sessions s WHERE s.id = $2 AND s.user_id = u.id) AS session_found
+         FROM auth.users u WHERE u.id = $1",
+        record_columns(IDENTITIES)
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(user_id)
+    .bind::<diesel::sql_types::Uuid, _>(session_id.unwrap_or_default())
+    .get_result(conn)
+    .optional()?;
+    row.map(|r| Ok((r.record.into_record()?, r.session_found)))
+        .transpose()
 }
 
 /// Soft delete (GoTrue `adminUserDelete` with `should_soft_delete`): the row stays for audit,

@@ -52,7 +52,7 @@ impl WechatError {
 }
 
 /// `jscode2session`'s answer. `session_key` is a secret: never log or return it.
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub struct CodeSession {
     pub openid: String,
     pub session_key: String,
