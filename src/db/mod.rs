@@ -255,50 +255,20 @@ where
     .await
 }
 
-/// [`transaction`] when `atomic`, else [`run`]: for a unit of work that is one statement (so
-/// atomic on its own) unless something adds more to it (a rehash, an access-token hook).
-pub async fn transaction_if<T, F>(pool: &PgPool, atomic: bool, f: F) -> ApiResult<T>
-where
-    F: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
-    T: Send + 'static,
-{
-    if atomic {
-        transaction(pool, f).await
-    } else {
-        run(pool, f).await
-    }
-}
-
-/// A unit of work with a one-statement fast path: `fast` runs first and, when it returns
-/// `None` (it found a case it does not handle, and wrote nothing), `slow` runs in a transaction,
-/// on the same connection and blocking hand-off. One statement is atomic on its own, so `fast`
-/// runs outside a transaction unless `atomic` asks for one (more statements join it, such as
-/// a SQL access-token hook); then `slow` continues in that transaction.
-pub async fn fast_path<T, A, B>(pool: &PgPool, atomic: bool, fast: A, slow: B) -> ApiResult<T>
+/// A unit of work with a one-statement fast path, in one transaction: `fast` runs first and,
+/// when it returns `None` (it found a case it does not handle, and wrote nothing), `slow`
+/// continues in the same transaction. The transaction is what keeps [`transaction`]'s promise
+/// for the fast path too: once the request answered 503 it is rolled back, not committed (a
+/// lone statement would commit whenever a stalled network delivered it; `tests/api/faults.rs`).
+pub async fn fast_path<T, A, B>(pool: &PgPool, fast: A, slow: B) -> ApiResult<T>
 where
     A: FnOnce(&mut PgConnection) -> ApiResult<Option<T>> + Send + 'static,
     B: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    run_until(pool, move |conn, expired| {
-        if atomic {
-            return conn.transaction(|conn| {
-                let value = match fast(conn)? {
-                    Some(value) => value,
-                    None => slow(conn)?,
-                };
-                expired.check()?;
-                Ok(value)
-            });
-        }
-        match fast(conn)? {
-            Some(value) => Ok(value),
-            None => conn.transaction(|conn| {
-                let value = slow(conn)?;
-                expired.check()?;
-                Ok(value)
-            }),
-        }
+    transaction(pool, move |conn| match fast(conn)? {
+        Some(value) => Ok(value),
+        None => slow(conn),
     })
     .await
 }

@@ -269,6 +269,39 @@ impl AccountChanges {
         self.set_app_key("providers".into(), Value::Array(providers));
     }
 
+    /// [`AccountChanges::confirmed_phone`] written in one statement
+    /// ([`user::confirm_phone`]), returning the user's record; `None` (nothing written) when
+    /// another user has the number, or when these changes hold more than the phone (then
+    /// [`AccountChanges::write`] is the way).
+    pub fn write_confirmed_phone(
+        self,
+        conn: &mut PgConnection,
+        phone: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Option<user::UserRecord>> {
+        let app_set = match &self.app_metadata {
+            Some(patch) => match patch.only_sets() {
+                Some(set) => set.clone(),
+                None => return Ok(None),
+            },
+            None => Map::new(),
+        };
+        let [("phone", data)] = self.identities.as_slice() else {
+            return Ok(None);
+        };
+        if self.user_metadata.is_some() {
+            return Ok(None);
+        }
+        Ok(user::confirm_phone(
+            conn,
+            self.user_id,
+            phone,
+            &app_set,
+            data,
+            now,
+        )?)
+    }
+
     /// Writes the row (one `UPDATE`, `updated_at` included) and the identities. A unique index
     /// that refuses the new e-mail or phone (a concurrent request took it) is the same 422 as
     /// the check before it ([`user_write_error`]). `user_not_found` if the user is gone.

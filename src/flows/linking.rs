@@ -101,10 +101,10 @@ pub fn sign_in(
     })
 }
 
-/// [`sign_in`]'s common case in one statement, with no transaction: a returning identity whose
+/// [`sign_in`]'s common case in one statement: a returning identity whose
 /// user is neither deleted nor banned is refreshed and gets the session `new` (and the WeChat
 /// `session_key`). `None`, with nothing written, for everything else: the caller then runs
-/// [`sign_in_creating`] in a transaction.
+/// [`sign_in_creating`].
 pub fn sign_in_returning(
     conn: &mut PgConnection,
     ext: &ExternalIdentity,
@@ -142,7 +142,13 @@ pub fn sign_in_creating(
     let mut user = NewUser::new(id, &jwt.aud, &jwt.default_group_name, new.now);
     user.raw_app_meta_data = json!({"provider": ext.provider, "providers": [ext.provider]});
     user.last_sign_in_at = Some(new.now);
-    let identity = NewIdentity::new(id, ext.provider, &ext.provider_id, ext.data.clone(), new.now);
+    let identity = NewIdentity::new(
+        id,
+        ext.provider,
+        &ext.provider_id,
+        ext.data.clone(),
+        new.now,
+    );
     let unless = Unless::Identity {
         provider: ext.provider,
         provider_id: &ext.provider_id,

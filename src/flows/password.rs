@@ -122,9 +122,7 @@ pub async fn sign_in(
     }
 
     let tx_state = state.clone();
-    // Without a rehash (or a hook) the session is one statement: no transaction needed.
-    let atomic = rehash.is_some() || session::signing_calls_out(state);
-    let session = db::transaction_if(&state.pool, atomic, move |conn| {
+    let session = db::transaction(&state.pool, move |conn| {
         // Old bcrypt (or weaker argon2) hashes are upgraded once the password is known good.
         let user = match rehash {
             Some(new_hash) => {

@@ -169,13 +169,6 @@ pub fn finish(
     })
 }
 
-/// True when signing an access token may do more than compute (an access-token hook runs SQL
-/// or calls out): a sign-in's statement then runs in a transaction with it, so a failing hook
-/// leaves no session behind. Otherwise one statement is its own transaction.
-pub fn signing_calls_out(state: &AppState) -> bool {
-    state.access_token_hook.is_some()
-}
-
 /// Signs the session's access token: GoTrue's claims, passed through the custom access-token
 /// hook when one is enabled (GoTrue `internal/tokens/service.go` `generateAccessToken`). A
 /// `pg-functions` hook runs on this transaction; an HTTP hook is called from this blocking
@@ -250,7 +243,6 @@ pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Se
     let slow_token = token.clone();
     let outcome = db::fast_path(
         &state.pool,
-        signing_calls_out(state),
         move |conn| refresh_live(conn, &fast_state, &token),
         move |conn| refresh(conn, &slow_state, &slow_token),
     )
@@ -281,7 +273,9 @@ fn refresh_live(
         identities,
         factors,
     } = rotated.record;
-    let aal = rotated.aal.unwrap_or_else(|| Aal::Aal1.as_str().to_string());
+    let aal = rotated
+        .aal
+        .unwrap_or_else(|| Aal::Aal1.as_str().to_string());
     let amr = rotated
         .amr
         .into_iter()

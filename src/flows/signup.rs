@@ -18,6 +18,7 @@ use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::db_now;
 use crate::models::identity::{self, Identity, IdentityData, NewIdentity};
+use crate::models::sign_in::{self, Unless};
 use crate::models::user::{self, MetadataPatch, NewUser, User, UserChanges};
 use crate::state::AppState;
 
@@ -199,7 +200,14 @@ pub async fn signup(
             .map_or(Duration::ZERO, |_| state.config.sms.timeout),
     };
     let tx_state = state.clone();
-    db::transaction_calling_out(&state.pool, send_bound, move |conn| {
+    let fast = (
+        state.clone(),
+        contact.clone(),
+        hash.clone(),
+        data.clone(),
+        client.clone(),
+    );
+    let slow = move |conn: &mut PgConnection| {
         let state = &tx_state;
         let accounts = &state.config.accounts;
         let now = db_now();
@@ -279,7 +287,22 @@ pub async fn signup(
             let identities = identity::for_user(conn, user.id)?;
             Ok(SignupOutcome::Unconfirmed(user, identities))
         }
-    })
+    };
+    if !autoconfirm {
+        return db::transaction_calling_out(&state.pool, send_bound, slow).await;
+    }
+    // Autoconfirmed: a new address is one statement; an existing one the transactional path.
+    db::fast_path(
+        &state.pool,
+        move |conn| {
+            let (state, contact, hash, data, client) = fast;
+            Ok(
+                create_signed_in(conn, &state, &contact, &hash, data, &client)?
+                    .map(SignupOutcome::Session),
+            )
+        },
+        slow,
+    )
     .await
 }
 
@@ -317,18 +340,15 @@ pub(super) fn create_for_otp(
     create_user(conn, state, contact, "", data, confirmed_at, now)
 }
 
-/// Inserts the user and its e-mail or phone identity. A concurrent signup for the same address
-/// loses on the unique index and gets GoTrue's "already registered" answer. `hash` is `""` for
-/// a user created by a one-time code, who has no password.
-pub(super) fn create_user(
-    conn: &mut PgConnection,
+/// The user and identity a sign-up of `contact` creates (GoTrue's `signupNewUser`).
+fn new_account(
     state: &AppState,
     contact: &Contact,
     hash: &str,
     data: Map<String, Value>,
     confirmed_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> ApiResult<User> {
+) -> (NewUser, NewIdentity) {
     let jwt = &state.config.jwt;
     let id = Uuid::new_v4();
     let mut new = NewUser::new(id, &jwt.aud, &jwt.default_group_name, now);
@@ -359,16 +379,61 @@ pub(super) fn create_user(
     let provider = contact.provider();
     new.raw_app_meta_data = json!({"provider": provider, "providers": [provider]});
     new.raw_user_meta_data = Value::Object(identity_data.clone());
-    // A concurrent sign-up of the same address: GoTrue's answer to an existing user.
-    let user = user::insert(conn, &new).map_err(|e| match Taken::of(&e) {
+    let identity = NewIdentity::new(id, provider, &id.to_string(), identity_data, now);
+    (new, identity)
+}
+
+/// GoTrue's answer when the address turned out to be taken by a concurrent sign-up.
+fn insert_error(e: diesel::result::Error) -> ApiError {
+    match Taken::of(&e) {
         Some(Taken::Email | Taken::Phone) => {
             ApiError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered")
         }
         _ => user_write_error(e, PHONE_TAKEN),
-    })?;
-    identity::insert(
-        conn,
-        &NewIdentity::new(id, provider, &id.to_string(), identity_data, now),
-    )?;
+    }
+}
+
+/// Creates the user and identity of a sign-up of `contact`.
+pub(super) fn create_user(
+    conn: &mut PgConnection,
+    state: &AppState,
+    contact: &Contact,
+    hash: &str,
+    data: Map<String, Value>,
+    confirmed_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> ApiResult<User> {
+    let (new, identity) = new_account(state, contact, hash, data, confirmed_at, now);
+    let user = user::insert(conn, &new).map_err(insert_error)?;
+    identity::insert(conn, &identity)?;
     Ok(user)
+}
+
+/// An autoconfirmed sign-up of an address nobody has, in one statement: the user, the identity
+/// and the session ([`sign_in::new_user`]). `None`, with nothing written, when the address has
+/// a user already: the transactional path answers that case.
+fn create_signed_in(
+    conn: &mut PgConnection,
+    state: &AppState,
+    contact: &Contact,
+    hash: &str,
+    data: Map<String, Value>,
+    client: &ClientInfo,
+) -> ApiResult<Option<Session>> {
+    let sign_in = SignIn::first_factor(AuthMethod::Password, "user_signedup");
+    let token = crate::auth::new_refresh_token();
+    let new_session = session::new_session(state, sign_in, &token, client);
+    let now = new_session.now;
+    let (mut user, identity) = new_account(state, contact, hash, data, Some(now), now);
+    user.last_sign_in_at = Some(now);
+    let aud = &state.config.jwt.aud;
+    let unless = match contact {
+        Contact::Email(email) => Unless::Email { aud, email },
+        Contact::Phone(phone) => Unless::Phone(phone),
+    };
+    let opened = sign_in::new_user(conn, &user, Some(&identity), unless, None, &new_session)
+        .map_err(insert_error)?;
+    opened
+        .map(|opened| session::finish(conn, state, opened, sign_in, token))
+        .transpose()
 }

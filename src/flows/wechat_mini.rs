@@ -10,12 +10,12 @@ use super::account::{user_not_found, AccountChanges};
 use super::linking::{self, ExternalIdentity, Person};
 use super::session::{self, AuthMethod, Session, SignIn};
 use super::{validate, ClientInfo};
+use crate::auth::new_refresh_token;
 use crate::config::WechatApp;
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::models::db_now;
 use crate::models::identity::Identity;
-use crate::auth::new_refresh_token;
 use crate::models::sign_in::SessionKey;
 use crate::models::user::{self, MetadataPatch, User, UserChanges};
 use crate::models::wechat as store;
@@ -110,15 +110,19 @@ pub async fn login(
     let profile = legacy
         .map(|info| legacy_profile(&app, &session, &info))
         .transpose()?;
-    // Returning users without a legacy profile: one statement, no transaction. First sign-ins
-    // (and the rest): the person lock, then one statement creating the user with the session.
+    // Returning users without a legacy profile: one statement. First sign-ins (and the rest):
+    // the person lock, then one statement creating the user with the session.
     let simple = profile.is_none();
     let ext = external_identity(&app, &session);
-    let fast = (state.clone(), app.app_id.clone(), session.clone(), client.clone());
+    let fast = (
+        state.clone(),
+        app.app_id.clone(),
+        session.clone(),
+        client.clone(),
+    );
     let slow_state = state.clone();
     db::fast_path(
         &state.pool,
-        session::signing_calls_out(state),
         move |conn| {
             let (state, app_id, code_session, client) = fast;
             if !simple {
@@ -141,7 +145,9 @@ pub async fn login(
                 let sign_in = SignIn::first_factor(AuthMethod::OAuth, "user_signedup");
                 let token = new_refresh_token();
                 let new = session::new_session(state, sign_in, &token, &client);
-                if let Some(opened) = linking::sign_in_creating(conn, state, &ext, Some(&key), &new)? {
+                if let Some(opened) =
+                    linking::sign_in_creating(conn, state, &ext, Some(&key), &new)?
+                {
                     return session::finish(conn, state, opened, sign_in, token);
                 }
             }
@@ -324,30 +330,49 @@ pub async fn bind_phone(
             "WeChat returned an invalid phone number",
         )
     })?;
+    // The common case in one statement: the number is new to this user and nobody else's.
+    let needs_change =
+        current.phone.as_deref() != Some(phone.as_str()) || current.phone_confirmed_at.is_none();
+    let fast = (current.clone(), phone.clone());
     let tx_state = state.clone();
-    db::transaction(&state.pool, move |conn| {
-        if current.phone.as_deref() != Some(phone.as_str()) || current.phone_confirmed_at.is_none()
-        {
-            let now = db_now();
-            // The number is another account's: flow ② merges this fresh WeChat account into
-            // it when that is safe (`flows::phone_merge`), else 422 `phone_exists`.
-            if let Some(owner) = user::find_by_phone(conn, &phone)?.filter(|o| o.id != user_id) {
-                let merged =
-                    super::phone_merge::merge(conn, &tx_state, &app.app_id, &current, &owner, now)?;
-                return user::find_with_identities(conn, merged.id)?.ok_or_else(user_not_found);
+    db::fast_path(
+        &state.pool,
+        move |conn| {
+            let (current, phone) = fast;
+            if !needs_change {
+                return Ok(user::find_record(conn, current.id)?.map(|r| (r.user, r.identities)));
             }
-            super::account::ensure_phone_free(
-                conn,
-                &phone,
-                Some(user_id),
-                super::account::PHONE_TAKEN,
-            )?;
+            let now = db_now();
             let mut changes = AccountChanges::new(&current);
             changes.confirmed_phone(&phone, now);
-            changes.write(conn, now)?;
-        }
-        user::find_with_identities(conn, user_id)?.ok_or_else(user_not_found)
-    })
+            Ok(changes
+                .write_confirmed_phone(conn, &phone, now)?
+                .map(|r| (r.user, r.identities)))
+        },
+        move |conn| {
+            if needs_change {
+                let now = db_now();
+                // The number is another account's: flow ② merges this fresh WeChat account
+                // into it when that is safe (`flows::phone_merge`), else 422 `phone_exists`.
+                if let Some(owner) = user::find_by_phone(conn, &phone)?.filter(|o| o.id != user_id)
+                {
+                    let merged = super::phone_merge::merge(
+                        conn,
+                        &tx_state,
+                        &app.app_id,
+                        &current,
+                        &owner,
+                        now,
+                    )?;
+                    return user::find_with_identities(conn, merged.id)?.ok_or_else(user_not_found);
+                }
+                let mut changes = AccountChanges::new(&current);
+                changes.confirmed_phone(&phone, now);
+                changes.write(conn, now)?;
+            }
+            user::find_with_identities(conn, user_id)?.ok_or_else(user_not_found)
+        },
+    )
     .await
 }
 

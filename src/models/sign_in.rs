@@ -1,9 +1,10 @@
 //! The statements that sign someone in: each finds (or creates) the user, opens the session with
 //! its amr claim, first refresh token and audit entry, and returns the [`UserRecord`] the
-//! response shows, in **one statement**. One statement is atomic on its own, so the common
-//! sign-ins need neither a transaction nor a second round trip; when a statement finds nothing
-//! to do (an unknown identity, a banned user, an address already taken) it writes nothing and
-//! the caller takes its transactional path (`flows::session`, `flows::linking`).
+//! response shows, in **one statement** (inside the caller's transaction, which `db::fast_path`
+//! keeps so that work the client was told failed is rolled back). When a statement finds
+//! nothing to do (an unknown identity, a banned user, an address already taken) it writes
+//! nothing and the caller continues on its general path in the same transaction
+//! (`flows::session`, `flows::linking`).
 //!
 //! The session's CTEs ([`session_ctes`]) are shared by every statement here: they open a
 //! session for the one row of the CTE `u` (the user, as `RETURNING *` left it).
@@ -83,7 +84,10 @@ fn bind_session(q: PreparedSql, new: &NewSession<'_>, session_id: Uuid) -> Prepa
         .bind::<Text, _>(new.method.to_string())
         .bind::<Text, _>(new.refresh_token.to_string())
         .bind::<Nullable<Text>, _>(new.audit_action.map(str::to_string))
-        .bind::<Nullable<Text>, _>(new.audit_action.map(|a| super::audit_log::log_type(a).to_string()))
+        .bind::<Nullable<Text>, _>(
+            new.audit_action
+                .map(|a| super::audit_log::log_type(a).to_string()),
+        )
 }
 
 /// The `k` CTE: remembers the WeChat session_key of the user of `u` when one is bound at
@@ -151,7 +155,12 @@ pub fn for_user(
     let q = prepared(sql)
         .bind::<SqlUuid, _>(user_id)
         .bind::<Timestamptz, _>(new.now);
-    opened(bind_session(q, new, session_id).get_result(conn).optional()?, new)
+    opened(
+        bind_session(q, new, session_id)
+            .get_result(conn)
+            .optional()?,
+        new,
+    )
 }
 
 /// A returning user of an outside identity (`provider`, `provider_id`): locks the user and then
@@ -203,7 +212,12 @@ pub fn by_identity(
         .bind::<Jsonb, _>(Value::Object(data.clone()))
         .bind::<Timestamptz, _>(new.now);
     let q = bind_session_key(q, session_key);
-    opened(bind_session(q, new, session_id).get_result(conn).optional()?, new)
+    opened(
+        bind_session(q, new, session_id)
+            .get_result(conn)
+            .optional()?,
+        new,
+    )
 }
 
 /// What must not exist for [`new_user`] to create its user.
@@ -282,14 +296,17 @@ pub fn new_user(
             text(provider),
             text(provider_id),
             person.map(|(_, unionid)| unionid.to_string()),
-            person.map(|(providers, _)| providers.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+            person
+                .map(|(providers, _)| providers.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
         ),
     };
     let json = |v: Result<Value, serde_json::Error>| {
         v.map_err(|e| diesel::result::Error::SerializationError(e.into()))
     };
     let user_json = json(serde_json::to_value(user))?;
-    let identity_json = identity.map(|i| json(serde_json::to_value(i))).transpose()?;
+    let identity_json = identity
+        .map(|i| json(serde_json::to_value(i)))
+        .transpose()?;
     let q = prepared(sql)
         .bind::<Jsonb, _>(user_json)
         .bind::<Nullable<Jsonb>, _>(identity_json)
@@ -298,5 +315,10 @@ pub fn new_user(
         .bind::<Nullable<Text>, _>(c)
         .bind::<Nullable<Array<Text>>, _>(providers);
     let q = bind_session_key(q, session_key);
-    opened(bind_session(q, new, session_id).get_result(conn).optional()?, new)
+    opened(
+        bind_session(q, new, session_id)
+            .get_result(conn)
+            .optional()?,
+        new,
+    )
 }

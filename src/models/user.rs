@@ -477,6 +477,11 @@ pub struct MetadataPatch {
 }
 
 impl MetadataPatch {
+    /// The keys this patch sets, when it only sets keys (no removals, no defaults).
+    pub fn only_sets(&self) -> Option<&Map<String, Value>> {
+        (self.remove.is_empty() && !self.keep_existing).then_some(&self.set)
+    }
+
     /// GoTrue's merge (`UpdateUserMetaData`): top-level keys are replaced, a JSON `null`
     /// removes the key.
     pub fn merge(changes: Map<String, Value>) -> MetadataPatch {
@@ -661,4 +666,56 @@ pub fn list(
         .select(User::as_select())
         .load(conn)?;
     Ok((rows, total))
+}
+
+/// A phone WeChat (or another provider) vouches for, in one statement: sets it confirmed on
+/// `user_id` (clearing a pending change, making an anonymous user permanent), merges
+/// `app_metadata_set` into `app_metadata`, creates or updates the user's `phone` identity with
+/// `identity_data`, and returns the user's record. `None`, with nothing written, when another
+/// user has the number or the user is gone: the caller's transactional path decides (a merge,
+/// or 422).
+pub fn confirm_phone(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    phone: &str,
+    app_metadata_set: &Map<String, Value>,
+    identity_data: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<UserRecord>> {
+    use diesel::sql_types::{Jsonb as J, Text as T, Timestamptz, Uuid as U};
+    let sql = format!(
+        "WITH u AS (
+           UPDATE auth.users SET phone = $2, phone_confirmed_at = $3, phone_change = '',
+             updated_at = $3, is_anonymous = false,
+             raw_app_meta_data = (CASE WHEN jsonb_typeof(raw_app_meta_data) = 'object'
+                                  THEN raw_app_meta_data ELSE '{{}}'::jsonb END) || $4::jsonb
+           WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM auth.users o WHERE o.phone = $2 AND o.id <> $1)
+           RETURNING *
+         ), e AS (
+           UPDATE auth.identities SET updated_at = $3,
+             identity_data = (CASE WHEN jsonb_typeof(identity_data) = 'object'
+                              THEN identity_data ELSE '{{}}'::jsonb END) || $5::jsonb
+           WHERE user_id = (SELECT id FROM u) AND provider = 'phone'
+           RETURNING *
+         ), n AS (
+           INSERT INTO auth.identities (id, provider_id, user_id, identity_data, provider, last_sign_in_at, created_at, updated_at)
+           SELECT gen_random_uuid(), u.id::text, u.id, $5::jsonb, 'phone', $3, $3, $3 FROM u
+           WHERE NOT EXISTS (SELECT 1 FROM auth.identities x WHERE x.user_id = u.id AND x.provider = 'phone')
+           RETURNING *
+         )
+         SELECT {} FROM u",
+        record_columns(
+            "(SELECT * FROM e UNION ALL SELECT * FROM n UNION ALL
+              SELECT o.* FROM auth.identities o WHERE o.user_id = $1 AND o.provider <> 'phone')"
+        )
+    );
+    let row: Option<RecordRow> = crate::db::prepared(sql)
+        .bind::<U, _>(user_id)
+        .bind::<T, _>(phone.to_string())
+        .bind::<Timestamptz, _>(now)
+        .bind::<J, _>(Value::Object(app_metadata_set.clone()))
+        .bind::<J, _>(Value::Object(identity_data.clone()))
+        .get_result(conn)
+        .optional()?;
+    row.map(RecordRow::into_record).transpose()
 }
