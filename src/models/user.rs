@@ -701,6 +701,11 @@ pub fn confirm_phone(
            INSERT INTO auth.identities (id, provider_id, user_id, identity_data, provider, last_sign_in_at, created_at, updated_at)
            SELECT gen_random_uuid(), u.id::text, u.id, $5::jsonb, 'phone', $3, $3, $3 FROM u
            WHERE NOT EXISTS (SELECT 1 FROM auth.identities x WHERE x.user_id = u.id AND x.provider = 'phone')
+           -- A concurrent change of the same user's phone may have inserted the identity after
+           -- this statement's snapshot (e saw nothing): merge into it instead of failing.
+           ON CONFLICT (provider_id, provider) DO UPDATE SET updated_at = EXCLUDED.updated_at,
+             identity_data = (CASE WHEN jsonb_typeof(auth.identities.identity_data) = 'object'
+                              THEN auth.identities.identity_data ELSE '{{}}'::jsonb END) || EXCLUDED.identity_data
            RETURNING *
          )
          SELECT {} FROM u",
