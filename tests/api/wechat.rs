@@ -498,9 +498,6 @@ async fn access_token_is_fetched_once_shared_and_refreshed_after_expiry() {
 /// is timing-dependent, so the scenario runs three times.
 #[tokio::test]
 async fn a_dead_cached_token_under_load_is_replaced_once_and_no_call_fails() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("weauth=warn")
-        .try_init();
     let app = TestApp::builder().wechat().spawn();
     let emu = app.emulator();
     let mut tokens = Vec::new();
