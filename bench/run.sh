@@ -287,10 +287,15 @@ bench_main() {
     done
   done
 
-  # 5. The hashing floor of the password grant: argon2id verifications on 2 threads.
-  log "argon2id floor"
-  "$LOADGEN" argon2 --threads "$(nproc)" --duration "$BENCH_DURATION" \
-    --m $ARGON2_M --t $ARGON2_T --p $ARGON2_P --out "$RESULTS"
+  # 5. The hashing floor of the password grant: weauth's own argon2id verification on all cores,
+  #    interleaved with the other implementations bench/argon2/compare.sh measures at the same
+  #    parameters (the report gives weauth / fastest); weauth's floor alone if that fails.
+  log "argon2id floor: weauth and other implementations (bench/argon2/compare.sh)"
+  ARGON2_M=$ARGON2_M ARGON2_T=$ARGON2_T ARGON2_P=$ARGON2_P "$ROOT/bench/argon2/compare.sh" \
+    --loadgen "$LOADGEN" --threads "$(nproc)" --duration "$BENCH_DURATION" \
+    --rounds "${BENCH_ARGON2_ROUNDS:-3}" --results "$RESULTS" >&2 ||
+    "$LOADGEN" argon2 --threads "$(nproc)" --duration "$BENCH_DURATION" \
+      --m $ARGON2_M --t $ARGON2_T --p $ARGON2_P --out "$RESULTS"
 
   echo "uptime_after=$(uptime | sed 's/^ *//')" >>"$WORK/meta.txt"
   # Keep the raw results of the last run next to the report (`bench/run.sh report` re-renders).

@@ -1,12 +1,18 @@
 //! Password hashing. New hashes are argon2id (PHC strings GoTrue can also verify); bcrypt
 //! hashes written by GoTrue (`$2a$`, `$2b$`, `$2y$`) are verified so migrated users can sign in,
 //! and are upgraded to argon2id after a successful sign-in.
+//!
+//! PHC strings are parsed, validated and written with RustCrypto's `argon2`/`password-hash`;
+//! the argon2 computation itself runs on `argon2_rust`, which picks an AVX-512, AVX2, SSE2 or
+//! NEON fill at run time (the binary stays portable) and is about twice as fast on this
+//! benchmark's machine (bench/analysis.md, "Password hashing: argon2 floor"). Its tags are
+//! bit-exact with the reference implementation and with the `argon2` crate (tested below).
 
 use std::cell::RefCell;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::{Algorithm, Params, Version};
 
 use crate::config::PasswordHashConfig;
 use crate::error::{ApiError, ApiResult};
@@ -14,47 +20,76 @@ use crate::error::{ApiError, ApiResult};
 /// GoTrue's upper bound (bcrypt ignores bytes past 72), enforced for every new password.
 const MAX_PASSWORD_BYTES: usize = 72;
 
-/// A hashing thread keeps its argon2 working memory up to this size (64 MiB) between runs;
-/// larger costs (imported hashes) get a buffer for that run only.
+/// A hashing thread keeps its argon2 working memory up to this size (64 MiB, in 1 KiB blocks)
+/// between runs; larger costs (imported hashes) get a buffer for that run only.
 const MAX_KEPT_BLOCKS: usize = 64 * 1024;
 
 thread_local! {
     /// argon2's working memory (`m` KiB per run), kept between runs on [`HashPool`] threads
     /// and `None` on every other thread. Allocating it per run let glibc's arenas fragment
-    /// and grow to hundreds of MiB under load; reusing one buffer per thread bounds the
-    /// hashing memory at threads × m.
-    static KEPT_MEMORY: RefCell<Option<Vec<Block>>> = const { RefCell::new(None) };
+    /// and grow to hundreds of MiB under load; reusing one arena per thread bounds the
+    /// hashing memory at threads × m. The arena is wiped after every run.
+    static KEPT_MEMORY: RefCell<Option<argon2_rust::Hasher>> = const { RefCell::new(None) };
 }
 
-fn hasher(cfg: &PasswordHashConfig) -> ApiResult<Argon2<'static>> {
-    let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+/// The argon2 costs of new hashes.
+fn new_params(cfg: &PasswordHashConfig) -> ApiResult<Params> {
+    Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// Runs argon2 into `out`, with this thread's kept memory when it has some.
-fn argon2_into(argon: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> argon2::Result<()> {
-    let blocks = argon.params().block_count();
+/// The `argon2_rust` configuration for `algorithm`, `version` and the costs of `p`, with an
+/// `out_len`-byte tag (one thread fills the lanes: `p` changes the tag, the number of threads
+/// does not).
+fn engine(
+    algorithm: Algorithm,
+    version: Version,
+    p: &Params,
+    out_len: usize,
+) -> Result<argon2_rust::Argon2, argon2_rust::Error> {
+    use argon2_rust::params::{Memory, TagLen};
+    let params = argon2_rust::Params::builder()
+        .memory(Memory::kib(p.m_cost().into()))
+        .passes(p.t_cost())
+        .lanes(p.p_cost())
+        .threads(1)
+        .tag_len(TagLen::bytes(out_len as u64))
+        .build()?;
+    let algorithm = match algorithm {
+        Algorithm::Argon2d => argon2_rust::Algorithm::Argon2d,
+        Algorithm::Argon2i => argon2_rust::Algorithm::Argon2i,
+        Algorithm::Argon2id => argon2_rust::Algorithm::Argon2id,
+    };
+    let version = match version {
+        Version::V0x10 => argon2_rust::Version::V0x10,
+        Version::V0x13 => argon2_rust::Version::V0x13,
+    };
+    Ok(argon2_rust::Argon2::new(algorithm, version, params))
+}
+
+/// Runs argon2 into `out` (the associated data of the PHC string's `data=` included, as the
+/// `argon2` crate does), on this thread's kept memory when it has some.
+fn argon2_into(
+    (algorithm, version, params): (Algorithm, Version, &Params),
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2_rust::Error> {
+    let engine = engine(algorithm, version, params, out.len())?;
+    let ad = params.data();
     KEPT_MEMORY.with(|kept| match kept.borrow_mut().as_mut() {
-        Some(memory) if blocks <= MAX_KEPT_BLOCKS => {
-            if memory.len() < blocks {
-                *memory = vec![Block::default(); blocks];
-            }
-            argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        Some(kept) if params.block_count() <= MAX_KEPT_BLOCKS => {
+            kept.set_argon2(engine);
+            kept.hash_into_with_ad(password, salt, &[], ad, out)
         }
-        _ => argon.hash_password_into_with_memory(
-            password,
-            salt,
-            out,
-            vec![Block::default(); blocks],
-        ),
+        _ => engine.hash_into_with_ad(password, salt, &[], ad, out),
     })
 }
 
 /// argon2's `len`-byte output for `password` and a PHC salt, on this thread's kept memory: what
 /// both [`hash`] and verification compute.
 fn argon2_output(
-    argon: &Argon2,
+    cost: (Algorithm, Version, &Params),
     password: &str,
     salt: Salt<'_>,
     len: usize,
@@ -62,21 +97,23 @@ fn argon2_output(
     let mut salt_bytes = [0u8; 64];
     let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
     Output::init_with(len, |out| {
-        Ok(argon2_into(argon, password.as_bytes(), salt_bytes, out)?)
+        argon2_into(cost, password.as_bytes(), salt_bytes, out)
+            .map_err(|_| argon2::password_hash::Error::Crypto)
     })
 }
 
 /// Hashes a password with argon2id. CPU-heavy: call it on the [`HashPool`].
 pub fn hash(password: &str, cfg: &PasswordHashConfig) -> ApiResult<String> {
     let internal = |e: &dyn std::fmt::Display| ApiError::internal(e.to_string());
-    let argon = hasher(cfg)?;
+    let params = new_params(cfg)?;
     let salt = SaltString::generate(&mut OsRng);
-    let output = argon2_output(&argon, password, salt.as_salt(), Params::DEFAULT_OUTPUT_LEN)
+    let cost = (Algorithm::Argon2id, Version::V0x13, &params);
+    let output = argon2_output(cost, password, salt.as_salt(), Params::DEFAULT_OUTPUT_LEN)
         .map_err(|e| internal(&e))?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(argon.params()).map_err(|e| internal(&e))?,
+        params: ParamsString::try_from(&params).map_err(|e| internal(&e))?,
         salt: Some(salt.as_salt()),
         hash: Some(output),
     };
@@ -105,8 +142,13 @@ fn verify_argon2(password: &str, hash: &str) -> Option<bool> {
     };
     let params = Params::try_from(&parsed).ok()?;
     let (salt, expected) = (parsed.salt?, parsed.hash?);
-    let argon = Argon2::new(algorithm, version, params);
-    let computed = argon2_output(&argon, password, salt, expected.len()).ok()?;
+    let computed = argon2_output(
+        (algorithm, version, &params),
+        password,
+        salt,
+        expected.len(),
+    )
+    .ok()?;
     // `Output`'s equality is constant-time.
     Some(computed == expected)
 }
@@ -164,7 +206,16 @@ impl HashPool {
             std::thread::Builder::new()
                 .name(format!("weauth-hash-{i}"))
                 .spawn(move || {
-                    KEPT_MEMORY.with(|kept| *kept.borrow_mut() = Some(Vec::new()));
+                    KEPT_MEMORY.with(|kept| {
+                        *kept.borrow_mut() = Some(
+                            argon2_rust::Argon2::new(
+                                argon2_rust::Algorithm::Argon2id,
+                                argon2_rust::Version::V0x13,
+                                argon2_rust::Params::DEFAULT,
+                            )
+                            .hasher(),
+                        )
+                    });
                     loop {
                         // The lock is held only while waiting for the next job, not while running it.
                         let job = match rx.lock() {
@@ -205,6 +256,7 @@ impl HashPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::Argon2;
 
     fn cheap() -> PasswordHashConfig {
         PasswordHashConfig {
@@ -228,11 +280,14 @@ mod tests {
         use argon2::{PasswordHasher, PasswordVerifier};
         // Ours verifies the crate's hashes, the crate verifies ours.
         let salt = SaltString::generate(&mut OsRng);
-        let theirs = hasher(&cheap())
-            .unwrap()
-            .hash_password(b"pw-1", &salt)
-            .unwrap()
-            .to_string();
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            new_params(&cheap()).unwrap(),
+        )
+        .hash_password(b"pw-1", &salt)
+        .unwrap()
+        .to_string();
         assert!(verify("pw-1", &theirs));
         assert!(!verify("pw-2", &theirs));
         let ours = hash("pw-1", &cheap()).unwrap();
@@ -243,6 +298,58 @@ mod tests {
             "$argon2i$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
         assert!(verify("password", reference));
         assert!(!verify("passwore", reference));
+    }
+
+    #[test]
+    fn the_engine_is_bit_exact_with_the_argon2_crate() {
+        use argon2::{AssociatedData, ParamsBuilder, PasswordHasher};
+        // Every algorithm and version, several lanes, m not a multiple of 4p (rounded down the
+        // same way), other tag lengths and associated data (`data=`): the `argon2` crate's PHC
+        // strings verify on the engine, and a wrong password does not.
+        let salt = SaltString::generate(&mut OsRng);
+        let cases = [
+            (Algorithm::Argon2id, Version::V0x13, 64, 1, 1, 32, &b""[..]),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                1030,
+                2,
+                3,
+                16,
+                &b""[..],
+            ),
+            (Algorithm::Argon2i, Version::V0x13, 256, 3, 2, 64, &b""[..]),
+            (
+                Algorithm::Argon2d,
+                Version::V0x13,
+                128,
+                1,
+                1,
+                32,
+                &b"ad"[..],
+            ),
+            (Algorithm::Argon2id, Version::V0x10, 96, 2, 1, 32, &b""[..]),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                512,
+                1,
+                2,
+                24,
+                &b"assoc-data"[..],
+            ),
+        ];
+        for (algorithm, version, m, t, p, len, data) in cases {
+            let mut params = ParamsBuilder::new();
+            params.m_cost(m).t_cost(t).p_cost(p).output_len(len);
+            if !data.is_empty() {
+                params.data(AssociatedData::new(data).unwrap());
+            }
+            let argon = Argon2::new(algorithm, version, params.build().unwrap());
+            let theirs = argon.hash_password(b"pw-1", &salt).unwrap().to_string();
+            assert!(verify("pw-1", &theirs), "{theirs}");
+            assert!(!verify("pw-2", &theirs), "{theirs}");
+        }
     }
 
     #[test]
@@ -262,7 +369,8 @@ mod tests {
                 let (h, ok, wrong, kept) = pool
                     .run(move || {
                         let h = hash("pw", &cfg).unwrap();
-                        let kept = KEPT_MEMORY.with(|k| k.borrow().as_ref().map(Vec::len));
+                        let kept =
+                            KEPT_MEMORY.with(|k| k.borrow().as_ref().map(|h| h.reserved_blocks()));
                         (h.clone(), verify("pw", &h), verify("px", &h), kept)
                     })
                     .await

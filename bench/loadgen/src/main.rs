@@ -60,10 +60,16 @@ enum Command {
     },
     /// argon2id verifications per second (the password grant's hashing floor).
     Argon2 {
+        /// weauth's own verification (the floor) or the RustCrypto path it had before.
+        #[arg(long = "impl", value_enum, default_value = "weauth")]
+        imp: floors::Argon2Impl,
         #[arg(long, default_value_t = 2)]
         threads: usize,
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// Run exactly this many verifications per thread instead of `duration` (callgrind).
+        #[arg(long)]
+        count: Option<u64>,
         #[arg(long, default_value_t = 19456)]
         m: u32,
         #[arg(long, default_value_t = 2)]
@@ -105,8 +111,8 @@ fn main() -> std::process::ExitCode {
                 eprintln!("[floor {scenario}] c={concurrency}: {:.0} tps, p50 {:?} ms, p99 {:?} ms, failed {}", r.rps, r.p50_ms, r.p99_ms, r.failed);
                 floors::append_json(&out, &r)
             }
-            Command::Argon2 { threads, duration, m, t, p, out } => {
-                let r = tokio::task::spawn_blocking(move || floors::argon2_floor(threads, duration, m, t, p))
+            Command::Argon2 { imp, threads, duration, count, m, t, p, out } => {
+                let r = tokio::task::spawn_blocking(move || floors::argon2_floor(imp, threads, duration, count, (m, t, p)))
                     .await
                     .map_err(|e| e.to_string())??;
                 eprintln!("[argon2 floor] {}: {:.1} verifications/s, p50 {:?} ms", r.mode, r.rps, r.p50_ms);

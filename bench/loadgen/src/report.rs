@@ -132,7 +132,7 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
         match v["label"].as_str() {
-            Some("floor") | Some("floor_pool") | Some("hash_floor") => {
+            Some("floor") | Some("floor_pool") | Some("hash_floor") | Some("hash_floor_ref") => {
                 floors.push(serde_json::from_value(v).map_err(|e| e.to_string())?)
             }
             _ => runs.push(serde_json::from_value(v).map_err(|e| e.to_string())?),
@@ -331,13 +331,53 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
         let _ = writeln!(o, "\nWarm-up errors: {}.", warm_errors.join("; "));
     }
     if let Some(h) = hash_floor {
-        let _ = writeln!(
+        let p50 = h
+            .p50_ms
+            .map(|p| format!(" (p50 {p:.1} ms per verification)"))
+            .unwrap_or_default();
+        let _ = write!(
             o,
-            "\nHash floor: {} → {:.1} verifications/s (p50 {:.1} ms per verification), measured by `loadgen argon2` with the same `argon2` crate.",
-            h.mode,
-            h.rps,
-            h.p50_ms.unwrap_or(0.0)
+            "\nHash floor: {} → {:.1} verifications/s{p50}, weauth's own verification (`loadgen argon2`).",
+            h.mode, h.rps
         );
+        // The other implementations bench/argon2/compare.sh ran in the same step (same
+        // parameters and threads, interleaved rounds, median round).
+        let refs: Vec<&FloorResult> = floors
+            .iter()
+            .filter(|f| f.label == "hash_floor_ref" && f.concurrency == h.concurrency)
+            .collect();
+        if let Some(best) = refs.iter().max_by(|a, b| a.rps.total_cmp(&b.rps)) {
+            let list: Vec<String> = refs
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} → {:.1}/s",
+                        f.mode.split(':').next().unwrap_or(&f.mode),
+                        f.rps
+                    )
+                })
+                .collect();
+            let _ = write!(
+                o,
+                " Same step, same parameters (`bench/argon2/compare.sh`): {}. **weauth / fastest other = {:.2}**",
+                list.join("; "),
+                h.rps / best.rps
+            );
+            // Verifications per CPU second: less stretched by other load on the machine.
+            let per_cpu = |f: &FloorResult| {
+                f.detail
+                    .strip_prefix("per_cpu=")
+                    .and_then(|v| v.parse::<f64>().ok())
+            };
+            let best_cpu = refs.iter().filter_map(|f| per_cpu(f)).fold(0.0, f64::max);
+            match per_cpu(h) {
+                Some(w) if best_cpu > 0.0 => {
+                    let _ = write!(o, " (per CPU second: {:.2}).", w / best_cpu);
+                }
+                _ => o.push('.'),
+            }
+        }
+        let _ = writeln!(o);
     }
     let notes: Vec<String> = runs
         .iter()
