@@ -4,7 +4,7 @@
 mod prepared;
 pub mod schema;
 
-pub use prepared::{prepared, PreparedSql};
+pub use prepared::{prepared, PreparedSql, StaticSql};
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -400,6 +400,22 @@ where
         match transaction(pool, move |conn| f(conn)).await {
             Err(e) if e.is_lock_conflict() && attempt < LOCK_CONFLICT_ATTEMPTS => attempt += 1,
             other => return other,
+        }
+    }
+}
+
+/// A jsonb column parsed straight into `T` (no intermediate `serde_json::Value`).
+#[derive(Debug)]
+pub struct JsonbAs<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned>
+    diesel::deserialize::FromSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for JsonbAs<T>
+{
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        // jsonb's binary form: a version byte (1), then the JSON text.
+        match value.as_bytes().split_first() {
+            Some((1, text)) => Ok(JsonbAs(serde_json::from_slice(text)?)),
+            _ => Err("unsupported jsonb encoding version".into()),
         }
     }
 }

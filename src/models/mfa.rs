@@ -23,8 +23,10 @@ pub struct Factor {
     #[diesel(sql_type = SqlUuid)]
     pub user_id: Uuid,
     #[diesel(sql_type = Timestamptz)]
+    #[serde(serialize_with = "super::timestamp::one")]
     pub created_at: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
+    #[serde(serialize_with = "super::timestamp::one")]
     pub updated_at: DateTime<Utc>,
     #[diesel(sql_type = Text)]
     pub status: String,
@@ -41,6 +43,7 @@ pub struct Factor {
     #[diesel(sql_type = Text)]
     pub phone: String,
     #[diesel(sql_type = Nullable<Timestamptz>)]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub last_challenged_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[diesel(sql_type = Nullable<SqlUuid>)]
