@@ -76,6 +76,15 @@ pub enum ErrorCode {
     MfaPhoneVerifyNotEnabled,
     MfaWebauthnEnrollNotEnabled,
     MfaWebauthnVerifyNotEnabled,
+    /// The WebAuthn response is not the factor's credential.
+    WebauthnCredentialNotFound,
+    /// A WebAuthn verification without a WebAuthn challenge session.
+    WebauthnChallengeNotFound,
+    /// A registration offered a credential another factor already holds.
+    WebauthnCredentialExists,
+    /// The WebAuthn response failed a relying-party check (origin, rp id, challenge,
+    /// signature, flags, counter).
+    WebauthnVerificationFailed,
     BadOauthState,
     BadOauthCallback,
     FlowStateNotFound,
@@ -165,6 +174,10 @@ impl ErrorCode {
             MfaPhoneVerifyNotEnabled => "mfa_phone_verify_not_enabled",
             MfaWebauthnEnrollNotEnabled => "mfa_webauthn_enroll_not_enabled",
             MfaWebauthnVerifyNotEnabled => "mfa_webauthn_verify_not_enabled",
+            WebauthnCredentialNotFound => "webauthn_credential_not_found",
+            WebauthnChallengeNotFound => "webauthn_challenge_not_found",
+            WebauthnCredentialExists => "webauthn_credential_exists",
+            WebauthnVerificationFailed => "webauthn_verification_failed",
             BadOauthState => "bad_oauth_state",
             BadOauthCallback => "bad_oauth_callback",
             FlowStateNotFound => "flow_state_not_found",
