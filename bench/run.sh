@@ -179,7 +179,8 @@ start_weauth_callgrind() { # scenario
 # Instructions per request of weauth itself (every thread of the process, not PostgreSQL or the
 # load generator), for a fixed number of requests at concurrency 1 after a warm-up of a tenth
 # as many; independent of the machine's load. Writes $WORK/instructions.jsonl and, for
-# BENCH_INSTR_PROFILES, the inclusive per-function top list $WORK/callgrind-<scenario>.txt.
+# BENCH_INSTR_PROFILES, the per-function top lists (inclusive, then self) in
+# $WORK/callgrind-<scenario>.txt.
 instructions_pass() {
   if [ -z "$BENCH_INSTR" ]; then return 0; fi
   if ! command -v valgrind >/dev/null; then
@@ -215,7 +216,10 @@ PY
       {
         echo "# callgrind_annotate --inclusive=yes: weauth, $scenario, $n requests at c=1 after warm-up"
         echo "# (instructions of the measured phase, all threads; release build, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
-        callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | head -120
+        callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null | head -250
+        echo
+        echo "# callgrind_annotate (exclusive, self cost): the same dump"
+        callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null | sed -n '/^Ir  *file:function/,$p' | head -80
       } >"$WORK/callgrind-$scenario.txt"
     fi
   done
