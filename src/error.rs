@@ -379,6 +379,12 @@ impl From<diesel::result::Error> for ApiError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             ) => ApiError::database_unavailable(e),
+            // A statement that ran after its request had answered 503 (`weauth.in_time`).
+            Error::DatabaseError(_, info)
+                if info.message().starts_with("weauth: the request gave up") =>
+            {
+                ApiError::database_unavailable(e)
+            }
             // Two transactions locked the same rows in opposite orders (e.g. a refresh racing a
             // password change); PostgreSQL aborted one. GoTrue answers lock contention with 409.
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => ApiError::new(

@@ -138,6 +138,7 @@ pub fn rotate_live(
     next: &str,
     now: DateTime<Utc>,
     audit_action: Option<&str>,
+    deadline: Option<DateTime<Utc>>,
 ) -> QueryResult<Option<Rotated>> {
     #[derive(QueryableByName)]
     struct Row {
@@ -160,7 +161,9 @@ pub fn rotate_live(
            FOR UPDATE
          ), ok AS (
            SELECT t.* FROM t JOIN auth.users b ON b.id = t.user_id
-           WHERE b.banned_until IS NULL OR b.banned_until <= $2
+           WHERE (b.banned_until IS NULL OR b.banned_until <= $2)
+             -- every write below follows from this row: a late statement aborts here
+             AND weauth.in_time($6::timestamptz)
          ), r AS (
            UPDATE auth.refresh_tokens SET revoked = true, updated_at = $2 WHERE id = (SELECT id FROM ok)
          ), s2 AS (
@@ -191,6 +194,7 @@ pub fn rotate_live(
         .bind::<diesel::sql_types::Nullable<Text>, _>(
             audit_action.map(|a| audit_log::log_type(a).to_string()),
         )
+        .bind::<diesel::sql_types::Nullable<Timestamptz>, _>(deadline)
         .get_result(conn)
         .optional()?;
     row.map(|r| {

@@ -681,6 +681,7 @@ pub fn confirm_phone(
     app_metadata_set: &Map<String, Value>,
     identity_data: &Map<String, Value>,
     now: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
 ) -> QueryResult<Option<UserRecord>> {
     use diesel::sql_types::{Jsonb as J, Text as T, Timestamptz, Uuid as U};
     let sql = format!(
@@ -690,6 +691,7 @@ pub fn confirm_phone(
              raw_app_meta_data = (CASE WHEN jsonb_typeof(raw_app_meta_data) = 'object'
                                   THEN raw_app_meta_data ELSE '{{}}'::jsonb END) || $4::jsonb
            WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM auth.users o WHERE o.phone = $2 AND o.id <> $1)
+             AND weauth.in_time($6::timestamptz)
            RETURNING *
          ), e AS (
            UPDATE auth.identities SET updated_at = $3,
@@ -720,6 +722,7 @@ pub fn confirm_phone(
         .bind::<Timestamptz, _>(now)
         .bind::<J, _>(Value::Object(app_metadata_set.clone()))
         .bind::<J, _>(Value::Object(identity_data.clone()))
+        .bind::<diesel::sql_types::Nullable<Timestamptz>, _>(deadline)
         .get_result(conn)
         .optional()?;
     row.map(RecordRow::into_record).transpose()
