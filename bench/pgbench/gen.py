@@ -38,6 +38,8 @@ def U(var):
 K = U("k")
 NU = U("u")
 NOW = "now()"
+# weauth.in_time(deadline): the request's 503 instant (db::fast_path); later than any transaction.
+DEADLINE = "now() + interval '5 seconds'"
 APPID = "'wxbench000000000001'"
 SKEY = "'c2Vzc2lvbi1rZXktMTIzNDU2Nzg='"
 # JSON literals keep a space after every colon: pgbench reads ':word' as a variable.
@@ -47,9 +49,9 @@ HASH = "'$argon2id$v=19$m=19456,t=2,p=1$YmVuY2gtc2FsdC0xMjM0NQ$w4WMoJ2pLJbx2pBJ2
 
 
 def session(first, method, action, token="'t' || :tok"):
-    """The 17 parameters of models::sign_in::session_ctes (session, amr claim, audit entry,
-    refresh token), in the order weauth's statement numbers them."""
-    vals = ["gen_random_uuid()", NOW, NOW, "'aal1'", "'weauth-bench'", "'127.0.0.1'", NOW, NOW,
+    """The 18 parameters of models::sign_in::session_ctes (session and its deadline, amr claim,
+    audit entry, refresh token), in the order weauth's statement numbers them."""
+    vals = ["gen_random_uuid()", NOW, NOW, "'aal1'", "'weauth-bench'", "'127.0.0.1'", DEADLINE, NOW, NOW,
             f"'{method}'", f"'{action}'", "'account'", NOW, "'127.0.0.1'", f"'{action}'", token,
             NOW, NOW]
     return {first + i: v for i, v in enumerate(vals)}
@@ -93,8 +95,8 @@ SPEC = {
         what="POST /token?grant_type=refresh_token",
         note="Each client follows its own chain r<key>s0 -> r<key>s1 -> ... like the load generator's workers.",
         head=[r"\set k :run * 1000 + :client_id", r"\set p :s", r"\set s :s + 1"],
-        stmts=[("amr_json", {1: "'r' || :k || 's' || :p", 7: "'r' || :k || 's' || :s",
-                             10: "'token_refreshed'", 11: "'token'", 13: "'token_refreshed'"})],
+        stmts=[("amr_json", {1: "'r' || :k || 's' || :p", 4: DEADLINE, 8: "'r' || :k || 's' || :s",
+                             11: "'token_refreshed'", 12: "'token'", 14: "'token_refreshed'"})],
     ),
     "login_returning": dict(
         what="GET /wechat_mini/login (returning user)",
@@ -128,9 +130,10 @@ SPEC = {
             ("session_found", USER_RECORD),
             ("phone_confirmed_at", {
                 1: ":ph", 4: "'{\"providers\": [\"wechat\", \"phone\"]}'", 5: K, 6: ":ph", 7: K,
-                9: f"jsonb_build_object('sub', {K}, 'phone', :ph::text, 'phone_verified', true)",
+                8: DEADLINE,
                 10: f"jsonb_build_object('sub', {K}, 'phone', :ph::text, 'phone_verified', true)",
-                14: K}),
+                11: f"jsonb_build_object('sub', {K}, 'phone', :ph::text, 'phone_verified', true)",
+                15: K}),
         ],
     ),
     "password": dict(
