@@ -10,7 +10,8 @@
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust), pgbench and psql, cargo.
 # Every knob is an environment variable (defaults = the full run):
 #   BENCH_WARMUP=5 BENCH_DURATION=15 BENCH_RT_DURATION=3 BENCH_CONCURRENCY="1 16 64"
-#   BENCH_SCENARIOS="user refresh login_returning login_new bind_phone password"
+#   BENCH_SCENARIOS="user refresh login_returning login_new bind_phone password signup otp
+#   oauth_callback mfa_verify"
 #   BENCH_POOL_SIZE=16 BENCH_POOL_SWEEP="4 8 16 32 64" (pool sizes tried at the highest
 #   concurrency for BENCH_POOL_SCENARIOS="user refresh login_returning"; empty to skip)
 #   BENCH_RETURNING_USERS=256 BENCH_OUT=BENCHMARKS.md BENCH_RESULTS_DIR=bench/results
@@ -26,7 +27,7 @@ BENCH_WARMUP=${BENCH_WARMUP:-5}
 BENCH_DURATION=${BENCH_DURATION:-15}
 BENCH_RT_DURATION=${BENCH_RT_DURATION:-3}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-"1 16 64"}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-"user refresh login_returning login_new bind_phone password"}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-"user refresh login_returning login_new bind_phone password signup otp oauth_callback mfa_verify"}
 BENCH_POOL_SIZE=${BENCH_POOL_SIZE:-16}
 BENCH_POOL_SWEEP=${BENCH_POOL_SWEEP-"4 8 16 32 64"}
 BENCH_POOL_SCENARIOS=${BENCH_POOL_SCENARIOS:-"user refresh login_returning"}
@@ -34,6 +35,10 @@ BENCH_RETURNING_USERS=${BENCH_RETURNING_USERS:-256}
 BENCH_PGBENCH_MODE=${BENCH_PGBENCH_MODE:-prepared}
 BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
+# Instructions per request under callgrind: scenario:requests (empty: skip), and the scenarios
+# whose per-function profile is kept.
+BENCH_INSTR=${BENCH_INSTR-"health:2000 user:2000 refresh:1000 login_returning:1000 password:20"}
+BENCH_INSTR_PROFILES=${BENCH_INSTR_PROFILES-"user refresh"}
 SOAK_DURATION=${SOAK_DURATION:-600}
 SOAK_CONCURRENCY=${SOAK_CONCURRENCY:-64}
 SOAK_SAMPLE=${SOAK_SAMPLE:-15}
@@ -41,6 +46,8 @@ SOAK_SAMPLE=${SOAK_SAMPLE:-15}
 export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres PGSSLMODE=disable
 APPID=wxbench000000000001
 APPSECRET=bench-app-secret-0123456789
+QR_APPID=wxbenchqr000000001 # the website login (wechat_qr) of the oauth_callback cell
+QR_SECRET=bench-qr-secret-0123456789
 JWT_SECRET=bench-jwt-secret-0123456789abcdef0123456789
 ARGON2_M=19456 ARGON2_T=2 ARGON2_P=1
 
@@ -72,8 +79,8 @@ free_port() {
     echo $((20000 + RANDOM % 20000))
 }
 
-wait_http() { # url
-  for _ in $(seq 1 200); do
+wait_http() { # url [tries of 50 ms]
+  for _ in $(seq 1 "${2:-200}"); do
     if (exec 3<>"/dev/tcp/127.0.0.1/${1##*:}") 2>/dev/null; then return 0; fi
     sleep 0.05
   done
@@ -95,8 +102,13 @@ build() {
 }
 
 # --- children run with a clean environment in an empty directory (no .env) --------------------
+# Both weauth and the emulator read the WeChat apps and the SMS account from these (the emulator's
+# built-in development Aliyun account).
 CHILD_ENV=(env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$WORK/home"
   GOTRUE_EXTERNAL_WECHAT_APP_ID=$APPID GOTRUE_EXTERNAL_WECHAT_SECRET=$APPSECRET
+  GOTRUE_EXTERNAL_WECHAT_QR_CLIENT_ID=$QR_APPID GOTRUE_EXTERNAL_WECHAT_QR_SECRET=$QR_SECRET
+  WEAUTH_SMS_ALIYUN_ACCESS_KEY_ID=LTAIweauthDevKey WEAUTH_SMS_ALIYUN_ACCESS_KEY_SECRET=weauth-dev-aliyun-secret
+  WEAUTH_SMS_ALIYUN_SIGN_NAME=weauth WEAUTH_SMS_ALIYUN_TEMPLATE_CODE=SMS_000000001
   GOTRUE_LOG_LEVEL=warn)
 
 start_emulator() {
@@ -120,24 +132,97 @@ start_proxy() {
   wait_http "http://$PROXY_CTL"
 }
 
+# weauth's environment for the benchmark (every rate limit off; SMS through the emulator's Aliyun
+# API with no resend interval; the WeChat website login against the emulator).
+weauth_env() { # db_port pool
+  WEAUTH_ENV=("${CHILD_ENV[@]}"
+    DATABASE_URL="postgres://postgres@127.0.0.1:$1/$DB?sslmode=disable"
+    GOTRUE_JWT_SECRET=$JWT_SECRET GOTRUE_API_HOST=127.0.0.1 GOTRUE_API_PORT=$WEAUTH_PORT
+    GOTRUE_DB_MAX_POOL_SIZE=$2
+    GOTRUE_EXTERNAL_WECHAT_API_URL=$EMU_URL WEAUTH_WECHAT_OPEN_URL=$EMU_URL
+    GOTRUE_EXTERNAL_WECHAT_QR_ENABLED=true GOTRUE_SITE_URL=http://localhost:3000
+    GOTRUE_SMS_PROVIDER=aliyun WEAUTH_SMS_ALIYUN_ENDPOINT=$EMU_URL GOTRUE_SMS_MAX_FREQUENCY=0s
+    GOTRUE_RATE_LIMIT_TOKEN_REFRESH=0 GOTRUE_RATE_LIMIT_OTP=0 WEAUTH_RATE_LIMIT_PASSWORD=0
+    WEAUTH_RATE_LIMIT_WECHAT_LOGIN=0 WEAUTH_RATE_LIMIT_WECHAT_PHONE=0
+    WEAUTH_RATE_LIMIT_WECHAT_QRCODE=0 GOTRUE_RATE_LIMIT_ANONYMOUS_USERS=0
+    GOTRUE_RATE_LIMIT_VERIFY=0 GOTRUE_RATE_LIMIT_SMS_SENT=0 WEAUTH_RATE_LIMIT_SMS_PER_NUMBER=0
+    GOTRUE_MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY=0
+    WEAUTH_ARGON2_MEMORY_KIB=$ARGON2_M WEAUTH_ARGON2_ITERATIONS=$ARGON2_T
+    WEAUTH_ARGON2_PARALLELISM=$ARGON2_P)
+}
+
 start_weauth() { # db_port (5432 direct, or the proxy's) [pool size]
   local db_port=$1 pool=${2:-$BENCH_POOL_SIZE}
   WEAUTH_PORT=$(free_port)
-  (cd "$WORK/cwd" && exec "${CHILD_ENV[@]}" \
-    DATABASE_URL="postgres://postgres@127.0.0.1:$db_port/$DB?sslmode=disable" \
-    GOTRUE_JWT_SECRET=$JWT_SECRET GOTRUE_API_HOST=127.0.0.1 GOTRUE_API_PORT=$WEAUTH_PORT \
-    GOTRUE_DB_MAX_POOL_SIZE=$pool \
-    GOTRUE_EXTERNAL_WECHAT_API_URL=$EMU_URL \
-    GOTRUE_RATE_LIMIT_TOKEN_REFRESH=0 GOTRUE_RATE_LIMIT_OTP=0 WEAUTH_RATE_LIMIT_PASSWORD=0 \
-    WEAUTH_RATE_LIMIT_WECHAT_LOGIN=0 WEAUTH_RATE_LIMIT_WECHAT_PHONE=0 \
-    WEAUTH_RATE_LIMIT_WECHAT_QRCODE=0 \
-    WEAUTH_ARGON2_MEMORY_KIB=$ARGON2_M WEAUTH_ARGON2_ITERATIONS=$ARGON2_T \
-    WEAUTH_ARGON2_PARALLELISM=$ARGON2_P \
+  weauth_env "$db_port" "$pool"
+  (cd "$WORK/cwd" && exec "${WEAUTH_ENV[@]}" \
     "$WEAUTH" serve >>"$WORK/weauth.log" 2>&1) &
   WEAUTH_PID=$!
   PIDS+=("$WEAUTH_PID")
   WEAUTH_URL=http://127.0.0.1:$WEAUTH_PORT
   wait_http "$WEAUTH_URL"
+}
+
+# weauth under callgrind, counting from the start; `callgrind_control --zero` then `--dump`
+# around the measured phase bound the count to it.
+start_weauth_callgrind() { # scenario
+  WEAUTH_PORT=$(free_port)
+  weauth_env 5432 "$BENCH_POOL_SIZE"
+  (cd "$WORK/cwd" && exec "${WEAUTH_ENV[@]}" valgrind --tool=callgrind \
+    --callgrind-out-file="$WORK/cg/$1.%p.out" "$WEAUTH" serve >>"$WORK/weauth-callgrind.log" 2>&1) &
+  WEAUTH_PID=$!
+  PIDS+=("$WEAUTH_PID")
+  WEAUTH_URL=http://127.0.0.1:$WEAUTH_PORT
+  wait_http "$WEAUTH_URL" 2400
+}
+
+# Instructions per request of weauth itself (every thread of the process, not PostgreSQL or the
+# load generator), for a fixed number of requests at concurrency 1 after a warm-up of a tenth
+# as many; independent of the machine's load. Writes $WORK/instructions.jsonl and, for
+# BENCH_INSTR_PROFILES, the per-function top lists (inclusive, then self) in
+# $WORK/callgrind-<scenario>.txt.
+instructions_pass() {
+  if [ -z "$BENCH_INSTR" ]; then return 0; fi
+  if ! command -v valgrind >/dev/null; then
+    echo "valgrind is not installed: no instruction counts" >&2
+    return 0
+  fi
+  log "instructions per request: weauth under valgrind --tool=callgrind"
+  mkdir -p "$WORK/cg"
+  local item scenario n dump
+  for item in $BENCH_INSTR; do
+    scenario=${item%%:*} n=${item#*:}
+    log "callgrind: $scenario, $n requests"
+    start_weauth_callgrind "$scenario"
+    loadgen_run "$scenario" 1 instructions --requests "$n" --warmup-requests $(((n + 9) / 10)) \
+      --before-measure "callgrind_control --zero $WEAUTH_PID >/dev/null" \
+      --after-measure "callgrind_control --dump=measured $WEAUTH_PID >/dev/null"
+    stop_weauth
+    dump=$(grep -l '^desc: Trigger: dump measured' "$WORK/cg/$scenario.$WEAUTH_PID.out"* | head -1)
+    python3 - "$scenario" "$n" "$dump" "$RESULTS" >>"$WORK/instructions.jsonl" <<'PY'
+import json, sys
+scenario, n, dump, results = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+total = None
+for line in open(dump):
+    if line.startswith("summary:"):
+        total = int(line.split()[1])
+run = [json.loads(l) for l in open(results) if '"label":"instructions"' in l][-1]
+print(json.dumps({"label": "instructions", "scenario": scenario, "requests": run["requests"],
+                  "ok": run["ok"], "instructions": total,
+                  "per_request": total / max(run["requests"], 1)}))
+PY
+    tail -1 "$WORK/instructions.jsonl" >&2
+    if [[ " $BENCH_INSTR_PROFILES " == *" $scenario "* ]]; then
+      {
+        echo "# callgrind_annotate --inclusive=yes: weauth, $scenario, $n requests at c=1 after warm-up"
+        echo "# (instructions of the measured phase, all threads; release build, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
+        callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null | head -250
+        echo
+        echo "# callgrind_annotate (exclusive, self cost): the same dump"
+        callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null | sed -n '/^Ir  *file:function/,$p' | head -80
+      } >"$WORK/callgrind-$scenario.txt"
+    fi
+  done
 }
 
 stop_weauth() {
@@ -156,7 +241,7 @@ loadgen_run() { # scenario concurrency label extra-args...
   TAG=$((TAG + 1))
   "$LOADGEN" run --scenario "$scenario" --concurrency "$c" --label "$label" --tag "$TAG" \
     --weauth "$WEAUTH_URL" --emulator "$EMU_URL" --appid $APPID --secret $APPSECRET \
-    --server-pid "$WEAUTH_PID" --emulator-pid "$EMU_PID" \
+    --qr-appid $QR_APPID --server-pid "$WEAUTH_PID" --emulator-pid "$EMU_PID" \
     --returning-users "$BENCH_RETURNING_USERS" --out "$RESULTS" "$@"
 }
 
@@ -186,7 +271,7 @@ pgbench_floor() { # scenario c [label clients]: clients defaults to c
   case $scenario in
     login_returning) n=$BENCH_RETURNING_USERS ;;
     password) n=$((clients > 16 ? clients : 16)) ;;
-    login_new) n=1 ;;
+    login_new | signup) n=1 ;;
   esac
   for phase in warmup measure; do
     TAG=$((TAG + 1))
@@ -232,7 +317,9 @@ roundtrips_main() {
   start_emulator
   roundtrip_pass
   cat "$CAPTURE"
-  cp "$CAPTURE" "${CAPTURE_OUT:-$ROOT/target/sql-capture.md}"
+  # What bench/pgbench/gen.py reads to regenerate the floors.
+  mkdir -p "$BENCH_RESULTS_DIR"
+  cp "$CAPTURE" "${CAPTURE_OUT:-$BENCH_RESULTS_DIR/sql-capture.md}"
 }
 
 bench_main() {
@@ -287,6 +374,9 @@ bench_main() {
     done
   done
 
+  # 6. Instructions per request under callgrind.
+  instructions_pass
+
   # 5. The hashing floor of the password grant: weauth's own argon2id verification on all cores,
   #    interleaved with the other implementations bench/argon2/compare.sh measures at the same
   #    parameters (the report gives weauth / fastest); weauth's floor alone if that fails.
@@ -301,6 +391,8 @@ bench_main() {
   # Keep the raw results of the last run next to the report (`bench/run.sh report` re-renders).
   mkdir -p "$BENCH_RESULTS_DIR"
   cp "$RESULTS" "$WORK/meta.txt" "$CAPTURE" "$BENCH_RESULTS_DIR/"
+  rm -f "$BENCH_RESULTS_DIR"/instructions.jsonl "$BENCH_RESULTS_DIR"/callgrind-*.txt
+  cp "$WORK"/instructions.jsonl "$WORK"/callgrind-*.txt "$BENCH_RESULTS_DIR/" 2>/dev/null || true
   {
     echo "command=${BENCH_COMMAND:-bench/run.sh}"
     echo "env=BENCH_WARMUP=$BENCH_WARMUP BENCH_DURATION=$BENCH_DURATION BENCH_RT_DURATION=$BENCH_RT_DURATION BENCH_POOL_SIZE=$BENCH_POOL_SIZE BENCH_CONCURRENCY=\"$BENCH_CONCURRENCY\" BENCH_RETURNING_USERS=$BENCH_RETURNING_USERS BENCH_POOL_SWEEP=\"$BENCH_POOL_SWEEP\""
@@ -316,6 +408,7 @@ render_report() { # directory with results.jsonl, meta.txt, sql-capture.md, run.
     --capture "$dir/sql-capture.md" --analysis "$ROOT/bench/analysis.md" \
     --command "$(sed -n 's/^command=//p' "$dir/run.txt")" --env "$(sed -n 's/^env=//p' "$dir/run.txt")" \
     --pool-size "$(sed -n 's/^pool=//p' "$dir/run.txt")" --argon2 "m=$ARGON2_M KiB, t=$ARGON2_T, p=$ARGON2_P" \
+    --instructions "$dir/instructions.jsonl" --compared "$ROOT/bench/compared.md" \
     --out "$BENCH_OUT"
 }
 
@@ -343,6 +436,18 @@ case "$MODE" in
   bench) bench_main ;;
   soak) soak_main ;;
   roundtrips) roundtrips_main ;;
+  instructions)
+    # Only the callgrind pass; keeps its results in BENCH_RESULTS_DIR (instructions.jsonl,
+    # callgrind-<scenario>.txt) for `bench/run.sh report`.
+    build
+    create_db
+    start_emulator
+    instructions_pass
+    mkdir -p "$BENCH_RESULTS_DIR"
+    rm -f "$BENCH_RESULTS_DIR"/callgrind-*.txt
+    cp "$WORK"/instructions.jsonl "$WORK"/callgrind-*.txt "$BENCH_RESULTS_DIR/"
+    cat "$WORK/instructions.jsonl"
+    ;;
   report)
     # Re-render BENCHMARKS.md from the last run's raw results (bench/results/), e.g. after
     # editing bench/analysis.md.
@@ -361,5 +466,5 @@ case "$MODE" in
     echo "$LOADGEN run --weauth $WEAUTH_URL --emulator $EMU_URL --appid $APPID --secret $APPSECRET --server-pid $WEAUTH_PID --emulator-pid $EMU_PID --scenario user --concurrency 64" >&2
     wait "$WEAUTH_PID"
     ;;
-  *) echo "usage: bench/run.sh [soak|roundtrips|report|serve]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh [soak|roundtrips|instructions|report|serve]" >&2; exit 2 ;;
 esac

@@ -76,6 +76,15 @@ pub enum ErrorCode {
     MfaPhoneVerifyNotEnabled,
     MfaWebauthnEnrollNotEnabled,
     MfaWebauthnVerifyNotEnabled,
+    /// The WebAuthn response is not the factor's credential.
+    WebauthnCredentialNotFound,
+    /// A WebAuthn verification without a WebAuthn challenge session.
+    WebauthnChallengeNotFound,
+    /// A registration offered a credential another factor already holds.
+    WebauthnCredentialExists,
+    /// The WebAuthn response failed a relying-party check (origin, rp id, challenge,
+    /// signature, flags, counter).
+    WebauthnVerificationFailed,
     BadOauthState,
     BadOauthCallback,
     FlowStateNotFound,
@@ -165,6 +174,10 @@ impl ErrorCode {
             MfaPhoneVerifyNotEnabled => "mfa_phone_verify_not_enabled",
             MfaWebauthnEnrollNotEnabled => "mfa_webauthn_enroll_not_enabled",
             MfaWebauthnVerifyNotEnabled => "mfa_webauthn_verify_not_enabled",
+            WebauthnCredentialNotFound => "webauthn_credential_not_found",
+            WebauthnChallengeNotFound => "webauthn_challenge_not_found",
+            WebauthnCredentialExists => "webauthn_credential_exists",
+            WebauthnVerificationFailed => "webauthn_verification_failed",
             BadOauthState => "bad_oauth_state",
             BadOauthCallback => "bad_oauth_callback",
             FlowStateNotFound => "flow_state_not_found",
@@ -379,6 +392,12 @@ impl From<diesel::result::Error> for ApiError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             ) => ApiError::database_unavailable(e),
+            // A statement that ran after its request had answered 503 (`weauth.in_time`).
+            Error::DatabaseError(_, info)
+                if info.message().starts_with("weauth: the request gave up") =>
+            {
+                ApiError::database_unavailable(e)
+            }
             // Two transactions locked the same rows in opposite orders (e.g. a refresh racing a
             // password change); PostgreSQL aborted one. GoTrue answers lock contention with 409.
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => ApiError::new(

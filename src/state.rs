@@ -37,6 +37,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// How a sign-in's one statement commits (`db::fast_path`): on its own, unless an
+    /// access-token hook runs after it and must be able to undo the session by failing.
+    pub fn fast_commit(&self) -> crate::db::FastCommit {
+        match self.access_token_hook {
+            Some(_) => crate::db::FastCommit::InTransaction,
+            None => crate::db::FastCommit::Alone,
+        }
+    }
+
     /// Spends one request of `limit` for the caller (429 when the limit is reached).
     pub async fn limit(&self, limit: Limit, client: &ClientInfo) -> crate::error::ApiResult<()> {
         self.limits.check(limit, &client.rate_key).await

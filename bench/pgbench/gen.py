@@ -1,109 +1,258 @@
-import os
-# Regenerate the floor scripts: python3 bench/pgbench/gen.py (after changing the SQL below to
-# match a new capture of what weauth issues).
-OUT = os.path.dirname(os.path.abspath(__file__))
-UC = ", ".join(f'"auth"."users"."{c}"' for c in "id aud role email encrypted_password email_confirmed_at invited_at confirmation_sent_at recovery_sent_at email_change email_change_sent_at last_sign_in_at raw_app_meta_data raw_user_meta_data created_at updated_at phone phone_confirmed_at phone_change phone_change_sent_at confirmed_at reauthentication_sent_at banned_until deleted_at is_anonymous".split())
-IC = ", ".join(f'"auth"."identities"."{c}"' for c in "id provider_id user_id identity_data provider last_sign_in_at created_at updated_at email".split())
-RC = ", ".join(f'"auth"."refresh_tokens"."{c}"' for c in "id token user_id revoked updated_at parent session_id".split())
-def U(v): return f"lpad(to_hex(:{v}::bigint), 32, '0')::uuid"
-K = U("k")
-NIL = "'00000000-0000-0000-0000-000000000000'"
-def audit(action, log_type):
-    # a space after every colon: pgbench would read ':word' as a variable
-    return ("'{\"actor_id\": \"00000000-0000-4000-8000-000000000000\", \"actor_via_sso\": false, "
-            f"\"actor_username\": \"\", \"action\": \"{action}\", \"log_type\": \"{log_type}\"}}'")
-IDDATA = "'{\"sub\": \"oBench0000000000000000000000\", \"appid\": \"wxbench000000000001\", \"openid\": \"oBench0000000000000000000000\", \"unionid\": \"uBench0000000000000000000000\"}'"
-SKEY = "'c2Vzc2lvbi1rZXktMTIzNDU2Nzg='"
-USER_AUTH = f'''SELECT {UC}, "auth"."sessions"."id", {IC} FROM (("auth"."users" LEFT OUTER JOIN "auth"."sessions" ON (("auth"."sessions"."id" = {K}) AND ("auth"."sessions"."user_id" = "auth"."users"."id"))) LEFT OUTER JOIN "auth"."identities" ON ("auth"."identities"."user_id" = "auth"."users"."id")) WHERE ("auth"."users"."id" = {K}) ORDER BY "auth"."identities"."created_at" ASC;'''
-IDENTITIES = lambda uid: f'''SELECT {IC} FROM "auth"."identities" WHERE ("auth"."identities"."user_id" = {uid}) ORDER BY "auth"."identities"."created_at" ASC;'''
-USER_WITH_IDENTITIES = f'''SELECT {UC}, {IC} FROM ("auth"."users" LEFT OUTER JOIN "auth"."identities" ON ("auth"."identities"."user_id" = "auth"."users"."id")) WHERE ("auth"."users"."id" = {K}) ORDER BY "auth"."identities"."created_at" ASC;'''
-USER_BY_ID = f'''SELECT {UC} FROM "auth"."users" WHERE ("auth"."users"."id" = {K}) LIMIT 1;'''
-def session_create(uid, method, action, tok):
-    return (f"WITH s AS ( INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip) VALUES (gen_random_uuid(), {uid}, now(), now(), 'aal1', 'weauth-bench', '127.0.0.1'::inet) RETURNING id ), "
-            f"a AS ( INSERT INTO auth.mfa_amr_claims (id, session_id, created_at, updated_at, authentication_method) SELECT gen_random_uuid(), id, now(), now(), '{method}' FROM s ), "
-            f"u AS ( UPDATE auth.users SET last_sign_in_at = now(), updated_at = now() WHERE id = {uid} ), "
-            f"l AS (INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address) VALUES ({NIL}, gen_random_uuid(), {audit(action, 'account')}::json, now(), coalesce('127.0.0.1', ''))) "
-            f"INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, session_id) SELECT {NIL}, :{tok}, ({uid})::text, false, now(), now(), id FROM s;")
-def find_identity(pid):
-    return f'''SELECT {IC}, {UC} FROM ("auth"."identities" INNER JOIN "auth"."users" ON ("auth"."identities"."user_id" = "auth"."users"."id")) WHERE (("auth"."identities"."provider" = 'wechat') AND ("auth"."identities"."provider_id" = {pid})) LIMIT 1;'''
-def session_key(openid, uid):
-    return (f'''INSERT INTO "weauth"."wechat_session_keys" ("app_id", "openid", "user_id", "session_key", "updated_at") VALUES ('wxbench000000000001', {openid}, {uid}, {SKEY}, now()) '''
-            f'''ON CONFLICT ("app_id", "openid") DO UPDATE SET "user_id" = {uid}, "session_key" = {SKEY}, "updated_at" = now();''')
+"""Regenerates the pgbench floor scripts bench/pgbench/<scenario>.sql from a SQL capture.
 
-HEAD = lambda what: f"-- pgbench floor for {what}: the statements weauth issues for one request, in order\n-- (captured through the counting proxy of bench/, see BENCHMARKS.md), against rows seeded by\n-- bench.seed() (bench/pgbench/setup.sql). Run by bench/run.sh with -M prepared -D run=N\n-- -D nusers=N -D clients=C -D i=0 -D s=0.\n"
-files = {}
-files["user.sql"] = HEAD("GET /user") + f"""\\set k :run * 1000 + :client_id
--- AuthUser extractor (src/auth/extract.rs): user, session and identities in one statement
-{USER_AUTH}
+    python3 bench/pgbench/gen.py [capture]    (default: bench/results/sql-capture.md)
+
+`bench/run.sh roundtrips` (and every full run) writes the capture: the statements weauth issued
+for one request of each scenario, as the counting proxy saw them, with the types of their bound
+parameters. Each floor replays exactly those statements, in order, with the same SQL text and
+the same BEGIN/COMMIT, except that every placeholder `$n` becomes a pgbench expression cast to
+the type weauth binds (`(<value>)::uuid`): pgbench sends its parameters untyped, and PostgreSQL
+would infer other types (or none) for some of them. Run with `-M prepared`, each statement is
+parsed once per connection.
+
+What this file says per scenario is only where the values come from (SPEC): the rows
+bench.seed() (setup.sql) created for each client, fresh values for writes. Parameters without
+an entry take a default by type (`now()` for timestamps, `'{}'` for jsonb, false, 1); uuid and
+text parameters must be given. When weauth's SQL changes, rerun the round-trip pass and this
+script; it stops with the statement and parameter it cannot fill, or when a statement's shape
+(its `key`) is no longer where SPEC expects it.
 """
-files["refresh.sql"] = HEAD("POST /token?grant_type=refresh_token") + f"""-- Each client follows its own chain r<key>s0 -> r<key>s1 -> ... like the load generator's workers.
-\\set k :run * 1000 + :client_id
-\\set p :s
-\\set s :s + 1
-BEGIN;
-SELECT {RC}, "auth"."sessions"."not_after" FROM ("auth"."refresh_tokens" INNER JOIN "auth"."sessions" ON ("auth"."sessions"."id" = "auth"."refresh_tokens"."session_id")) WHERE ("auth"."refresh_tokens"."token" = 'r' || :k || 's' || :p) LIMIT 1 FOR UPDATE \\gset
-{USER_WITH_IDENTITIES}
-WITH r AS ( UPDATE auth.refresh_tokens SET revoked = true, updated_at = now() WHERE id = :id ), s AS ( UPDATE auth.sessions SET refreshed_at = (now() AT TIME ZONE 'UTC'), updated_at = now() WHERE id = :session_id ), l AS (INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address) VALUES ({NIL}, gen_random_uuid(), {audit('token_refreshed', 'token')}::json, now(), '')) INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, parent, session_id) VALUES ({NIL}, 'r' || :k || 's' || :s, :user_id, false, now(), now(), :token, :session_id);
-SELECT "auth"."mfa_amr_claims"."authentication_method", "auth"."mfa_amr_claims"."updated_at" FROM "auth"."mfa_amr_claims" WHERE ("auth"."mfa_amr_claims"."session_id" = :session_id) ORDER BY "auth"."mfa_amr_claims"."updated_at" DESC;
-COMMIT;
-"""
-files["login_returning.sql"] = HEAD("GET /wechat_mini/login (returning user)") + f"""-- Client c logs in users (c + clients*i) mod nusers in turn, like the load generator's
--- round-robin over its returning users.
-\\set i :i + 1
-\\set k :run * 1000 + (:client_id + :clients * :i) % :nusers
-\\set tok random(1, 9223372036854775806)
-BEGIN;
-{find_identity("'pgb-' || :k")}
-UPDATE "auth"."identities" SET "identity_data" = {IDDATA}, "last_sign_in_at" = now(), "updated_at" = now() WHERE ("auth"."identities"."id" = {K});
-{session_key("'pgb-' || :k", K)}
-{session_create(K, 'oauth', 'login', 'tok')}
-{IDENTITIES(K)}
-COMMIT;
-"""
+
+import os
+import re
+import sys
+
+OUT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(OUT))
+CAPTURE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "bench", "results", "sql-capture.md")
+
+# ---- values --------------------------------------------------------------------------------------
+NIL = "'00000000-0000-0000-0000-000000000000'"
+
+
+def U(var):
+    """bench.u(key) inline: the deterministic id seeded rows have (32 hex digits)."""
+    return f"lpad(to_hex(:{var}::bigint), 32, '0')"
+
+
+K = U("k")
 NU = U("u")
-files["login_new.sql"] = HEAD("GET /wechat_mini/login (first-time user)") + f"""-- A new openid/unionid and user id per transaction (random 63-bit u).
-\\set tok random(1, 9223372036854775806)
-\\set u random(1, 9223372036854775806)
-BEGIN;
-{find_identity("'pgn-' || :u")}
-SELECT pg_advisory_xact_lock(hashtextextended('wechat|pgnu-' || :u, 0));
-{find_identity("'pgn-' || :u")}
-SELECT {IC} FROM "auth"."identities" WHERE (("auth"."identities"."provider" = 'wechat') AND identity_data->>'unionid' = 'pgnu-' || :u) ORDER BY "auth"."identities"."created_at" ASC LIMIT 1;
-INSERT INTO "auth"."users" ("instance_id", "id", "aud", "role", "email", "phone", "encrypted_password", "email_confirmed_at", "phone_confirmed_at", "confirmation_sent_at", "confirmation_token", "recovery_token", "email_change_token_new", "email_change", "raw_app_meta_data", "raw_user_meta_data", "created_at", "updated_at", "banned_until", "is_anonymous") VALUES ({NIL}, {NU}, 'authenticated', 'authenticated', DEFAULT, DEFAULT, '', DEFAULT, DEFAULT, DEFAULT, '', '', '', '', '{{"provider": "wechat", "providers": ["wechat"]}}', '{{}}', now(), now(), DEFAULT, false) RETURNING {UC};
-INSERT INTO "auth"."identities" ("id", "provider_id", "user_id", "identity_data", "provider", "last_sign_in_at", "created_at", "updated_at") VALUES (gen_random_uuid(), 'pgn-' || :u, {NU}, {IDDATA}, 'wechat', now(), now(), now()) RETURNING {IC};
-{session_key("'pgn-' || :u", NU)}
-{session_create(NU, 'oauth', 'user_signedup', 'tok')}
-{IDENTITIES(NU)}
-COMMIT;
-"""
-KP = U("kp")
-files["bind_phone.sql"] = HEAD("GET /wechat_mini/bind_phone") + f"""-- Each client binds a new number (87 + key + counter) to its own user, like the load
--- generator's workers.
-\\set k :run * 1000 + :client_id
-\\set kp :k + 1099511627776
-\\set i :i + 1
-\\set ph 8700000000000 + :k * 100000 + :i
--- AuthUser extractor
-{USER_AUTH}
-BEGIN;
-SELECT {UC} FROM "auth"."users" WHERE ("auth"."users"."phone" = :ph) LIMIT 1;
-UPDATE "auth"."users" SET "phone" = :ph, "phone_confirmed_at" = now(), "phone_change" = '', "updated_at" = now() WHERE ("auth"."users"."id" = {K});
-SELECT {IC} FROM "auth"."identities" WHERE (("auth"."identities"."user_id" = {K}) AND ("auth"."identities"."provider" = 'phone')) LIMIT 1;
-UPDATE "auth"."identities" SET "identity_data" = '{{"sub": "00000000-0000-4000-8000-000000000000", "phone": "8613800000000", "phone_verified": true}}', "updated_at" = now() WHERE ("auth"."identities"."id" = {KP});
-{USER_BY_ID}
-UPDATE "auth"."users" SET "raw_app_meta_data" = '{{"provider": "wechat", "providers": ["wechat", "phone"]}}' WHERE ("auth"."users"."id" = {K});
-{USER_WITH_IDENTITIES}
-COMMIT;
-"""
-files["password.sql"] = HEAD("POST /token?grant_type=password (SQL only, no hashing)") + f"""\\set i :i + 1
-\\set k :run * 1000 + (:client_id + :clients * :i) % :nusers
-\\set tok random(1, 9223372036854775806)
-SELECT {UC} FROM "auth"."users" WHERE (((lower("auth"."users"."email") = 'pgb-' || :k || '@bench.example.com') AND ("auth"."users"."aud" = 'authenticated')) AND ("auth"."users"."is_sso_user" = false)) LIMIT 1;
-BEGIN;
-{session_create(K, 'password', 'login', 'tok')}
-{IDENTITIES(K)}
-COMMIT;
-"""
-for name, text in files.items():
-    open(os.path.join(OUT, name), "w").write(text)
-print("ok")
+NOW = "now()"
+# weauth.in_time(deadline): the request's 503 instant (db::fast_path); later than any transaction.
+DEADLINE = "now() + interval '5 seconds'"
+APPID = "'wxbench000000000001'"
+SKEY = "'c2Vzc2lvbi1rZXktMTIzNDU2Nzg='"
+# JSON literals keep a space after every colon: pgbench reads ':word' as a variable.
+IDDATA = ("'{\"sub\": \"oBench0000000000000000000000\", \"appid\": \"wxbench000000000001\", "
+          "\"openid\": \"oBench0000000000000000000000\", \"unionid\": \"uBench0000000000000000000000\"}'")
+HASH = "'$argon2id$v=19$m=19456,t=2,p=1$YmVuY2gtc2FsdC0xMjM0NQ$w4WMoJ2pLJbx2pBJ2Ge/1SgPzHq8QaZb3QJ5yE6SxKw'"
+
+
+def session(first, method, action, token="'t' || :tok"):
+    """The 18 parameters of models::sign_in::session_ctes (session and its deadline, amr claim,
+    audit entry, refresh token), in the order weauth's statement numbers them."""
+    vals = ["gen_random_uuid()", NOW, NOW, "'aal1'", "'weauth-bench'", "'127.0.0.1'", DEADLINE, NOW, NOW,
+            f"'{method}'", f"'{action}'", "'account'", NOW, "'127.0.0.1'", f"'{action}'", token,
+            NOW, NOW]
+    return {first + i: v for i, v in enumerate(vals)}
+
+
+def user_json(uid, email="NULL", password="''", provider="wechat"):
+    confirmed = NOW if email != "NULL" else "NULL"
+    return (f"jsonb_build_object('instance_id', {NIL}, 'id', {uid}, 'aud', 'authenticated', "
+            f"'role', 'authenticated', 'email', {email}, 'phone', NULL, 'encrypted_password', {password}, "
+            f"'email_confirmed_at', {confirmed}, 'confirmation_token', '', 'recovery_token', '', "
+            f"'email_change_token_new', '', 'email_change', '', "
+            f"'raw_app_meta_data', jsonb_build_object('provider', '{provider}', 'providers', jsonb_build_array('{provider}')), "
+            f"'raw_user_meta_data', '{{}}'::jsonb, 'created_at', {NOW}, 'updated_at', {NOW}, "
+            f"'is_anonymous', false, 'last_sign_in_at', {NOW})")
+
+
+def identity_json(uid, provider, provider_id, data):
+    return (f"jsonb_build_object('id', gen_random_uuid(), 'provider_id', {provider_id}, 'user_id', {uid}, "
+            f"'identity_data', {data}, 'provider', '{provider}', 'last_sign_in_at', {NOW}, "
+            f"'created_at', {NOW}, 'updated_at', {NOW})")
+
+
+def by_identity(provider_id, action):
+    """models::sign_in::by_identity: WeChat mini-program identity `provider_id`."""
+    return {1: "'wechat'", 2: provider_id, 4: f"{IDDATA}::jsonb", 9: APPID, 10: provider_id,
+            11: SKEY, 13: APPID, **session(14, "oauth", action)}
+
+
+USER_RECORD = {1: K, 2: K}  # AuthUser extractor: session id, user id (seeded with the same key)
+
+# ---- what each floor replays -------------------------------------------------------------------
+# head: pgbench meta-commands run first; stmts: per bound statement of the capture, in order,
+# (key that its SQL must contain, {parameter number: value}).
+SPEC = {
+    "user": dict(
+        what="GET /user",
+        head=[r"\set k :run * 1000 + :client_id"],
+        stmts=[("session_found", USER_RECORD)],
+    ),
+    "refresh": dict(
+        what="POST /token?grant_type=refresh_token",
+        note="Each client follows its own chain r<key>s0 -> r<key>s1 -> ... like the load generator's workers.",
+        head=[r"\set k :run * 1000 + :client_id", r"\set p :s", r"\set s :s + 1"],
+        stmts=[("amr_json", {1: "'r' || :k || 's' || :p", 4: DEADLINE, 8: "'r' || :k || 's' || :s",
+                             11: "'token_refreshed'", 12: "'token'", 14: "'token_refreshed'"})],
+    ),
+    "login_returning": dict(
+        what="GET /wechat_mini/login (returning user)",
+        note="Client c logs in users (c + clients*i) mod nusers in turn, like the load generator's round-robin.",
+        head=[r"\set i :i + 1", r"\set k :run * 1000 + (:client_id + :clients * :i) % :nusers",
+              r"\set tok random(1, 9223372036854775806)"],
+        stmts=[("FOR NO KEY UPDATE", by_identity("'pgb-' || :k", "login"))],
+    ),
+    "login_new": dict(
+        what="GET /wechat_mini/login (first-time user)",
+        note="A new openid/unionid and user id per transaction (random 63-bit u).",
+        head=[r"\set tok random(1, 9223372036854775806)", r"\set u random(1, 9223372036854775806)"],
+        stmts=[
+            ("FOR NO KEY UPDATE", by_identity("'pgn-' || :u", "login")),
+            ("pg_advisory_xact_lock", {1: "'wechat|pgnu-' || :u"}),
+            ("jsonb_populate_record(NULL::auth.users", {
+                1: user_json(NU), 2: "'wechat'", 3: "'pgn-' || :u", 4: "'pgnu-' || :u",
+                5: "ARRAY['wechat', 'wechat_qr', 'wechat_mp', 'wechat_app']", 6: "'pgnu-' || :u",
+                7: identity_json(NU, "wechat", "'pgn-' || :u", f"{IDDATA}::jsonb"),
+                8: identity_json(NU, "wechat", "'pgn-' || :u", f"{IDDATA}::jsonb"),
+                9: APPID, 10: "'pgn-' || :u", 11: SKEY, 13: APPID,
+                **session(14, "oauth", "user_signedup")}),
+        ],
+    ),
+    "bind_phone": dict(
+        what="GET /wechat_mini/bind_phone",
+        note="Each client binds a new number (87 + key + counter) to its own user, like the load generator's workers.",
+        head=[r"\set k :run * 1000 + :client_id", r"\set i :i + 1",
+              r"\set ph 8700000000000 + :k * 100000 + :i"],
+        stmts=[
+            ("session_found", USER_RECORD),
+            ("phone_confirmed_at", {
+                1: ":ph", 4: "'{\"providers\": [\"wechat\", \"phone\"]}'", 5: K, 6: ":ph", 7: K,
+                8: DEADLINE,
+                10: f"jsonb_build_object('sub', {K}, 'phone', :ph::text, 'phone_verified', true)",
+                11: f"jsonb_build_object('sub', {K}, 'phone', :ph::text, 'phone_verified', true)",
+                15: K}),
+        ],
+    ),
+    "password": dict(
+        what="POST /token?grant_type=password (SQL only, no hashing)",
+        head=[r"\set i :i + 1", r"\set k :run * 1000 + (:client_id + :clients * :i) % :nusers",
+              r"\set tok random(1, 9223372036854775806)"],
+        stmts=[
+            ("lower(\"auth\".\"users\".\"email\")", {
+                1: NIL, 2: "'pgb-' || :k || '@bench.example.com'", 3: "'authenticated'"}),
+            ("deleted_at IS NULL", {3: K, **session(4, "password", "login")}),
+        ],
+    ),
+    "signup": dict(
+        what="POST /signup (autoconfirm; SQL only, no hashing)",
+        note="A new address and user id per transaction (random 63-bit u).",
+        head=[r"\set tok random(1, 9223372036854775806)", r"\set u random(1, 9223372036854775806)"],
+        stmts=[
+            ("lower(x.email)", {
+                1: user_json(NU, "'pgs-' || :u || '@bench.example.com'", HASH, "email"),
+                2: "'pgs-' || :u || '@bench.example.com'", 3: "'authenticated'",
+                4: identity_json(NU, "email", NU, f"jsonb_build_object('sub', {NU}, 'email', 'pgs-' || :u || '@bench.example.com', 'email_verified', true)"),
+                5: identity_json(NU, "email", NU, f"jsonb_build_object('sub', {NU}, 'email', 'pgs-' || :u || '@bench.example.com', 'email_verified', true)"),
+                6: "NULL", 7: "NULL", 8: "NULL", 10: "NULL",
+                **session(11, "password", "user_signedup")}),
+        ],
+    ),
+}
+
+DEFAULTS = {"timestamptz": NOW, "timestamp": "now()::timestamp", "jsonb": "'{}'", "json": "'{}'",
+            "bool": "false", "int8": "1", "int4": "0", "int2": "0"}
+
+
+# ---- the capture ---------------------------------------------------------------------------------
+def read_capture(path):
+    """{scenario: [("Q", text) | ("B", sql, [types])]}"""
+    out, scenario = {}, None
+    line_re = re.compile(r"^c\d+ (Q|P|B|T|S)  (?:\[([^\]]+)\] )?(.*)$")
+    for line in open(path, encoding="utf-8"):
+        line = line.rstrip("\n")
+        if line.startswith("### "):
+            scenario = line.split()[1]
+            out[scenario] = []
+            continue
+        m = line_re.match(line)
+        if not m or scenario is None:
+            continue
+        kind, _name, rest = m.groups()
+        if kind == "Q":
+            out[scenario].append(("Q", rest))
+        elif kind == "B":
+            out[scenario].append(("B", rest, []))
+        elif kind == "T" and out[scenario] and out[scenario][-1][0] == "B":
+            out[scenario][-1][2].extend(t.strip() for t in rest.split(","))
+    return out
+
+
+def replay(scenario, n, sql, types, values):
+    used = sorted({int(x) for x in re.findall(r"\$(\d+)", sql)})
+    if used and used != list(range(1, len(types) + 1)):
+        sys.exit(f"{scenario} statement {n}: placeholders {used} but {len(types)} parameter types")
+    extra = set(values) - set(used)
+    if extra:
+        sys.exit(f"{scenario} statement {n}: SPEC gives ${sorted(extra)} the statement does not have")
+    if re.search(r"(?<![:\w]):[A-Za-z_]", sql):
+        sys.exit(f"{scenario} statement {n}: ':word' outside a string; pgbench would take it for a variable")
+
+    def sub(m):
+        i = int(m.group(1))
+        ty = types[i - 1]
+        if i in values:
+            v = values[i]
+        elif ty in DEFAULTS:
+            v = DEFAULTS[ty]
+        else:
+            sys.exit(f"{scenario} statement {n}: no value for ${i} ({ty}) in SPEC")
+        if ty.startswith("oid:"):
+            sys.exit(f"{scenario} statement {n}: ${i} has type {ty}: name it in proxy.rs type_name")
+        return f"({v})::{ty}"
+
+    return re.sub(r"\$(\d+)", sub, sql)
+
+
+def main():
+    capture = read_capture(CAPTURE)
+    written = []
+    for scenario, spec in SPEC.items():
+        if scenario not in capture:
+            print(f"{scenario}: not in {CAPTURE}, floor left as it is", file=sys.stderr)
+            continue
+        steps = capture[scenario]
+        binds = [s for s in steps if s[0] == "B"]
+        if len(binds) != len(spec["stmts"]):
+            sys.exit(f"{scenario}: the capture has {len(binds)} bound statements, SPEC {len(spec['stmts'])}")
+        lines = [
+            f"-- pgbench floor for {spec['what']}: the statements weauth issues for one request, in order,",
+            "-- as captured by the counting proxy (bench/results/sql-capture.md), each placeholder a typed",
+            "-- pgbench expression; generated by bench/pgbench/gen.py, do not edit. Rows seeded by bench.seed()",
+            "-- (bench/pgbench/setup.sql); bench/run.sh runs it with -M prepared -D run=N -D nusers=N",
+            "-- -D clients=C -D i=0 -D s=0.",
+        ]
+        if spec.get("note"):
+            lines.append(f"-- {spec['note']}")
+        lines += spec["head"]
+        n = 0
+        for step in steps:
+            if step[0] == "Q":
+                lines.append(step[1] + ";")
+                continue
+            key, values = spec["stmts"][n]
+            n += 1
+            if key not in step[1]:
+                sys.exit(f"{scenario} statement {n}: expected one containing {key!r}, the capture has: {step[1][:200]}")
+            lines.append(replay(scenario, n, step[1], step[2], values) + ";")
+        open(os.path.join(OUT, f"{scenario}.sql"), "w").write("\n".join(lines) + "\n")
+        written.append(scenario)
+    missing = [s for s in capture if s not in SPEC]
+    if missing:
+        print(f"no floor (not in SPEC): {', '.join(missing)}", file=sys.stderr)
+    print("wrote " + ", ".join(f"{s}.sql" for s in written))
+
+
+main()

@@ -5,7 +5,7 @@
 -- row weauth created (same column values, so the same row sizes), with deterministic ids
 -- bench.u(key) = lpad(to_hex(key), 32, '0')::uuid, so the pgbench scripts can address them from
 -- :run and :client_id without a lookup: user, WeChat identity, session (+ amr claim), first
--- refresh token 'r<key>s0', WeChat session key; for bind_phone also a phone identity
+-- refresh token 'r<key>s0' (live: never reissued, updated_at = created_at), WeChat session key; for bind_phone also a phone identity
 -- (id bench.u(key + 2^40)); for password an e-mail address 'pgb-<key>@bench.example.com'.
 
 CREATE SCHEMA IF NOT EXISTS bench;
@@ -93,7 +93,7 @@ BEGIN
   PERFORM bench.clone('auth.refresh_tokens', tr, (
     SELECT jsonb_agg(jsonb_build_object('token', 'r' || k || 's0', 'user_id', bench.u(k)::text,
                                         'session_id', bench.u(k), 'revoked', false,
-                                        'parent', NULL))
+                                        'parent', NULL, 'created_at', now(), 'updated_at', now()))
     FROM unnest(keys) k), ARRAY['id']);
   PERFORM bench.clone('weauth.wechat_session_keys', tk, (
     SELECT jsonb_agg(jsonb_build_object('app_id', appid, 'openid', 'pgb-' || k,

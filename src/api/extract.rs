@@ -48,18 +48,21 @@ fn bearer_token(req: &HttpRequest) -> ApiResult<String> {
             "This endpoint requires a valid Bearer token",
         )
     };
+    // One pass over the raw bytes: visible ASCII without spaces is what `to_str` and the
+    // pattern's `\S+` allow together.
     let value = req
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(missing)?;
+        .ok_or_else(missing)?
+        .as_bytes();
     let (scheme, token) = value.split_at_checked(7).ok_or_else(missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer ")
+    if !scheme.eq_ignore_ascii_case(b"bearer ")
         || token.is_empty()
-        || token.contains(char::is_whitespace)
+        || !token.iter().all(u8::is_ascii_graphic)
     {
         return Err(missing());
     }
+    let token = std::str::from_utf8(token).map_err(|_| missing())?;
     Ok(token.to_string())
 }
 

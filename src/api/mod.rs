@@ -166,7 +166,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .unwrap_or_else(|| web::resource(e.path));
         resources.insert(e.path, resource.route(e.route));
     }
-    for (_, resource) in resources {
+    // actix tries resources in registration order, and a pattern with a `{segment}` costs a
+    // regex match: static paths first, so the common routes never run one.
+    let (fixed, patterns): (Vec<_>, Vec<_>) =
+        resources.into_iter().partition(|(p, _)| !p.contains('{'));
+    for (_, resource) in fixed.into_iter().chain(patterns) {
         cfg.service(resource.default_service(web::to(method_not_allowed)));
     }
 }

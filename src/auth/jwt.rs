@@ -1,9 +1,7 @@
 //! Access tokens: JWTs with GoTrue's claims (`internal/tokens/service.go`, `AccessTokenClaims`),
 //! signed and checked with a [`KeySet`] the way GoTrue checks them (`internal/api/auth.go`).
 
-use jsonwebtoken::{
-    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
-};
+use jsonwebtoken::{decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -163,7 +161,20 @@ impl KeySet {
                 format!("invalid JWT: unable to parse or verify signature, {reason}"),
             )
         };
-        check_time_claims(token, chrono::Utc::now().timestamp())?;
+        let malformed = || refused("token is malformed: could not parse the token");
+        // header.payload.signature, split as jsonwebtoken splits it; the payload is decoded once
+        // and serves both the time checks and the claims.
+        let (message, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let payload = message.rsplit_once('.').map(|(_, payload)| payload);
+        let claims = payload.and_then(|p| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.trim_end_matches('='))
+                .ok()
+        });
+        if let Some(claims) = &claims {
+            check_time_claims(claims, chrono::Utc::now().timestamp())?;
+        }
         let header = decode_header(token).map_err(|e| refused(describe(&e)))?;
         if !self.keys.iter().any(|k| k.algorithm == header.alg) {
             return Err(refused("token is unverifiable: signing method is invalid"));
@@ -183,60 +194,74 @@ impl KeySet {
         if key.algorithm != header.alg {
             return Err(refused("token is unverifiable: signing method is invalid"));
         }
-        decode::<T>(token, &key.decoding, validation(key.algorithm))
-            .map(|data| data.claims)
-            .map_err(|e| refused(describe(&e)))
+        let signed = jsonwebtoken::crypto::verify(
+            signature,
+            message.as_bytes(),
+            &key.decoding,
+            key.algorithm,
+        )
+        .map_err(|e| refused(describe(&e)))?;
+        if !signed {
+            return Err(refused("token signature is invalid: signature is invalid"));
+        }
+        // The time claims were checked above; jsonwebtoken's own checks are a subset of them.
+        let claims = claims.ok_or_else(malformed)?;
+        if claims.trim_ascii_start().first() != Some(&b'{') {
+            return Err(malformed());
+        }
+        serde_json::from_slice(&claims).map_err(|_| malformed())
     }
 }
 
-/// GoTrue's checks for tokens of `algorithm`, built once per algorithm: `exp`/`nbf` when
-/// present, no leeway, no `aud` (the time claims' types are checked by [`check_time_claims`]).
-fn validation(algorithm: Algorithm) -> &'static Validation {
-    use std::sync::OnceLock;
-    fn build(algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = 0;
-        validation.validate_aud = false;
-        validation.validate_nbf = true;
-        validation.required_spec_claims.clear();
-        validation
-    }
-    static HS256: OnceLock<Validation> = OnceLock::new();
-    static RS256: OnceLock<Validation> = OnceLock::new();
-    static ES256: OnceLock<Validation> = OnceLock::new();
-    match algorithm {
-        Algorithm::RS256 => RS256.get_or_init(|| build(Algorithm::RS256)),
-        Algorithm::ES256 => ES256.get_or_init(|| build(Algorithm::ES256)),
-        _ => HS256.get_or_init(|| build(Algorithm::HS256)),
-    }
-}
-
-/// The time claims jsonwebtoken lets through: it skips `exp`/`nbf` that are not unsigned
-/// integers (a string, a fraction) and, with no required claims, a missing `exp`. As golang-jwt
+/// The time claims of a decoded payload, checked as golang-jwt (GoTrue) checks them (these
+/// checks cover jsonwebtoken's, which skip `exp`/`nbf` that are not unsigned integers). As golang-jwt
 /// (GoTrue): `exp`, `nbf` and `iat` must be JSON numbers when present (fractions allowed), a
 /// token is expired from `exp` on and not valid before `nbf`. A token that names a user
 /// (`sub`) must carry `exp`; keys that name no user (anon, service role) may omit it, which
 /// makes them valid until the JWT secret changes (Supabase's keys carry one). Tokens that do
-/// not parse are left to `decode`, which refuses them with its own reason.
-fn check_time_claims(token: &str, now: i64) -> Result<(), ApiError> {
-    use base64::Engine;
+/// not parse are left to the claims' own parse, which refuses them.
+fn check_time_claims(payload: &[u8], now: i64) -> Result<(), ApiError> {
     let refuse = |why: String| {
         Err(ApiError::forbidden(
             ErrorCode::BadJwt,
             format!("invalid JWT: unable to parse or verify signature, {why}"),
         ))
     };
-    let Some(payload) = token.split('.').nth(1) else {
-        return Ok(());
-    };
-    let Ok(bytes) =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
-    else {
-        return Ok(());
-    };
-    let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&bytes) else {
-        return Ok(());
-    };
+    // Only the four claims, skipping the rest unparsed; anything odd (duplicate keys, not an
+    // object) takes the general parse below, which is what decides.
+    #[derive(Deserialize)]
+    struct TimeClaims {
+        #[serde(default, deserialize_with = "present")]
+        exp: Option<Value>,
+        #[serde(default, deserialize_with = "present")]
+        nbf: Option<Value>,
+        #[serde(default, deserialize_with = "present")]
+        iat: Option<Value>,
+        #[serde(default, deserialize_with = "present")]
+        sub: Option<Value>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        Value::deserialize(d).map(Some)
+    }
+    let mut claims = Map::new();
+    match serde_json::from_slice::<TimeClaims>(payload) {
+        Ok(time) if payload.trim_ascii_start().first() == Some(&b'{') => {
+            for (name, value) in [
+                ("exp", time.exp),
+                ("nbf", time.nbf),
+                ("iat", time.iat),
+                ("sub", time.sub),
+            ] {
+                if let Some(value) = value {
+                    claims.insert(name.to_string(), value);
+                }
+            }
+        }
+        _ => match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(all)) => claims = all,
+            _ => return Ok(()),
+        },
+    }
     for name in ["exp", "nbf", "iat"] {
         if claims.get(name).is_some_and(|v| !v.is_number()) {
             return refuse(format!(

@@ -3,6 +3,7 @@
 
 pub mod jwt;
 pub mod password;
+pub mod webauthn;
 
 use rand::Rng;
 

@@ -32,6 +32,44 @@ pub struct WebAuthnRpConfig {
     pub rp_origins: Vec<String>,
 }
 
+impl WebAuthnRpConfig {
+    /// GoTrue's `WebAuthnConfiguration.Validate`: all three are needed once WebAuthn factors
+    /// are on. GoTrue only logs this and then fails every WebAuthn challenge; weauth refuses
+    /// to start. The origins must be URLs with a host (`https://app.example`,
+    /// `http://localhost:3000`), compared by scheme, host and port.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let missing = |name: &str| {
+            ConfigError(format!(
+                "{name} is required when GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED or _VERIFY_ENABLED is on"
+            ))
+        };
+        if self.rp_id.is_empty() {
+            return Err(missing("GOTRUE_WEBAUTHN_RP_ID"));
+        }
+        if self.rp_display_name.is_empty() {
+            return Err(missing("GOTRUE_WEBAUTHN_RP_DISPLAY_NAME"));
+        }
+        if self.rp_origins.is_empty() {
+            return Err(missing("GOTRUE_WEBAUTHN_RP_ORIGINS"));
+        }
+        if self.rp_id.contains(['/', ':', ' ']) {
+            return Err(ConfigError(format!(
+                "GOTRUE_WEBAUTHN_RP_ID must be a domain (example.com), got {:?}",
+                self.rp_id
+            )));
+        }
+        for origin in &self.rp_origins {
+            let ok = url::Url::parse(origin).is_ok_and(|u| u.host_str().is_some());
+            if !ok {
+                return Err(ConfigError(format!(
+                    "GOTRUE_WEBAUTHN_RP_ORIGINS has {origin:?}, which is not an origin (https://app.example)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct MfaConfig {
     /// How long a challenge can be verified (`GOTRUE_MFA_CHALLENGE_EXPIRY_DURATION`, seconds,
@@ -94,6 +132,9 @@ impl MfaConfig {
             max_failed_attempts: v.parse(&["WEAUTH_MFA_MAX_FAILED_ATTEMPTS"], 5)?,
             lockout: duration(v, "WEAUTH_MFA_LOCKOUT_DURATION", 300)?,
         };
+        if config.webauthn.enroll_enabled || config.webauthn.verify_enabled {
+            config.webauthn_rp.validate()?;
+        }
         Ok(config)
     }
 }

@@ -4,11 +4,13 @@
 mod prepared;
 pub mod schema;
 
-pub use prepared::{prepared, PreparedSql};
+pub use prepared::{prepared, PreparedSql, StaticSql};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool};
@@ -32,7 +34,14 @@ pub struct PgPool {
     wait: Duration,
     /// How long a unit of work may take once it has its permit (see [`run`]).
     deadline: Duration,
+    /// The database's clock minus ours, in microseconds, as the last new connection measured
+    /// it ([`ClockProbe`]); [`NO_OFFSET`] until one did. Lets [`fast_path`] express the
+    /// request's deadline on the database's clock.
+    clock_offset: Arc<AtomicI64>,
 }
+
+/// [`PgPool::clock_offset`] before any connection measured it.
+const NO_OFFSET: i64 = i64::MIN;
 
 /// Default for [`PgPool::with_deadline`] (`WEAUTH_DB_QUERY_TIMEOUT_MS`).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
@@ -54,11 +63,13 @@ const MIGRATION_LOCK_KEY: i64 = 0x7765_6175_7468; // "weauth"
 /// after the kernel's retransmission limit (about 15 minutes).
 pub fn build_pool(database_url: &str, max_size: u32, connect_timeout: Duration) -> PgPool {
     let url = with_tcp_bounds(database_url, connect_timeout);
+    let clock_offset = Arc::new(AtomicI64::new(NO_OFFSET));
     let connections = Pool::builder()
         .max_size(max_size)
         .min_idle(Some(0))
         .connection_timeout(connect_timeout)
         .test_on_check_out(false)
+        .connection_customizer(Box::new(ClockProbe(clock_offset.clone())))
         .build_unchecked(ConnectionManager::new(url));
     PgPool {
         connections,
@@ -67,6 +78,33 @@ pub fn build_pool(database_url: &str, max_size: u32, connect_timeout: Duration) 
         max_size,
         wait: connect_timeout,
         deadline: DEFAULT_DEADLINE,
+        clock_offset,
+    }
+}
+
+/// Measures the database's clock against ours once per new connection (one round trip when
+/// the connection is made, none per request). The estimate `db - (our time after the answer)`
+/// is never later than the truth, so a deadline converted with it fires early by at most one
+/// round trip, never late.
+#[derive(Debug)]
+struct ClockProbe(Arc<AtomicI64>);
+
+impl diesel::r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error> for ClockProbe {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        #[derive(diesel::QueryableByName)]
+        struct Clock {
+            #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+            now: DateTime<Utc>,
+        }
+        // A failed probe keeps the previous estimate; the connection's own errors show on use.
+        if let Ok(clock) =
+            diesel::sql_query("SELECT clock_timestamp() AS now").get_result::<Clock>(conn)
+        {
+            if let Some(offset) = (clock.now - Utc::now()).num_microseconds() {
+                self.0.store(offset, Ordering::Relaxed);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -187,12 +225,29 @@ where
 }
 
 /// Set once the request gave up on its unit of work (see [`run`]).
-pub struct Expired(Arc<AtomicBool>);
+pub struct Expired {
+    flag: Arc<AtomicBool>,
+    /// When the request answers 503 (our clock).
+    gives_up_at: Instant,
+    clock_offset: Arc<AtomicI64>,
+}
 
 impl Expired {
+    /// The instant the request gives up, on the database's clock; `None` before the pool
+    /// measured that clock.
+    fn on_database_clock(&self) -> Option<DateTime<Utc>> {
+        let offset = self.clock_offset.load(Ordering::Relaxed);
+        if offset == NO_OFFSET {
+            return None;
+        }
+        let left = self.gives_up_at.saturating_duration_since(Instant::now());
+        let left = chrono::Duration::from_std(left).ok()?;
+        Some(Utc::now() + left + chrono::Duration::microseconds(offset))
+    }
+
     /// Fails with 503 when the request already answered 503.
     fn check(&self) -> ApiResult<()> {
-        if self.0.load(Ordering::SeqCst) {
+        if self.flag.load(Ordering::SeqCst) {
             Err(ApiError::database_unavailable(
                 "gave up: the database did not answer in time",
             ))
@@ -215,7 +270,12 @@ where
         .map_err(ApiError::internal)?;
     let connections = pool.connections.clone();
     let expired = Arc::new(AtomicBool::new(false));
-    let flag = Expired(expired.clone());
+    let bound = pool.deadline + pool.wait;
+    let flag = Expired {
+        flag: expired.clone(),
+        gives_up_at: Instant::now() + bound,
+        clock_offset: pool.clock_offset.clone(),
+    };
     let work = actix_web::web::block(move || {
         let _permit = permit;
         let mut conn = connections.get().map_err(ApiError::database_unavailable)?;
@@ -223,12 +283,12 @@ where
         flag.check()?;
         f(&mut conn, &flag)
     });
-    match tokio::time::timeout(pool.deadline + pool.wait, work).await {
+    match tokio::time::timeout(bound, work).await {
         Ok(done) => done.map_err(ApiError::internal)?,
         Err(_) => {
             expired.store(true, Ordering::SeqCst);
             tracing::warn!(
-                deadline_ms = (pool.deadline + pool.wait).as_millis() as u64,
+                deadline_ms = bound.as_millis() as u64,
                 "the database did not answer in time"
             );
             Err(ApiError::database_unavailable(
@@ -255,20 +315,56 @@ where
     .await
 }
 
-/// A unit of work with a one-statement fast path, in one transaction: `fast` runs first and,
-/// when it returns `None` (it found a case it does not handle, and wrote nothing), `slow`
-/// continues in the same transaction. The transaction is what keeps [`transaction`]'s promise
-/// for the fast path too: once the request answered 503 it is rolled back, not committed (a
-/// lone statement would commit whenever a stalled network delivered it; `tests/api/faults.rs`).
-pub async fn fast_path<T, A, B>(pool: &PgPool, fast: A, slow: B) -> ApiResult<T>
+/// How [`fast_path`] commits its one statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastCommit {
+    /// On its own, without BEGIN/COMMIT: two round trips fewer. The statement calls
+    /// `weauth.in_time(deadline)` where it writes, so if it only starts executing after the
+    /// request answered 503 (a stalled network delivering it late) it aborts and writes
+    /// nothing, which is what [`transaction`]'s rollback promises.
+    Alone,
+    /// Inside a transaction with what follows it: when the rest of the unit of work can still
+    /// fail and must undo the statement (an access-token hook run after a sign-in).
+    InTransaction,
+}
+
+/// The deadline a [`fast_path`] statement binds for `weauth.in_time`: the instant the request
+/// answers 503 on the database's clock, or `None` (no guard needed) inside a transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(pub Option<DateTime<Utc>>);
+
+/// A unit of work with a one-statement fast path: `fast` runs first (committed as `commit`
+/// says) and, when it returns `None` (it found a case it does not handle, and wrote nothing),
+/// `slow` runs in a transaction (the same one, with [`FastCommit::InTransaction`]).
+pub async fn fast_path<T, A, B>(pool: &PgPool, commit: FastCommit, fast: A, slow: B) -> ApiResult<T>
 where
-    A: FnOnce(&mut PgConnection) -> ApiResult<Option<T>> + Send + 'static,
+    A: FnOnce(&mut PgConnection, Deadline) -> ApiResult<Option<T>> + Send + 'static,
     B: FnOnce(&mut PgConnection) -> ApiResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    transaction(pool, move |conn| match fast(conn)? {
-        Some(value) => Ok(value),
-        None => slow(conn),
+    run_until(pool, move |conn, expired| {
+        let alone = match commit {
+            FastCommit::Alone => expired.on_database_clock(),
+            FastCommit::InTransaction => None,
+        };
+        if let Some(deadline) = alone {
+            if let Some(value) = fast(conn, Deadline(Some(deadline)))? {
+                return Ok(value);
+            }
+            return conn.transaction(|conn| {
+                let value = slow(conn)?;
+                expired.check()?;
+                Ok(value)
+            });
+        }
+        conn.transaction(|conn| {
+            let value = match fast(conn, Deadline(None))? {
+                Some(value) => value,
+                None => slow(conn)?,
+            };
+            expired.check()?;
+            Ok(value)
+        })
     })
     .await
 }
@@ -304,6 +400,22 @@ where
         match transaction(pool, move |conn| f(conn)).await {
             Err(e) if e.is_lock_conflict() && attempt < LOCK_CONFLICT_ATTEMPTS => attempt += 1,
             other => return other,
+        }
+    }
+}
+
+/// A jsonb column parsed straight into `T` (no intermediate `serde_json::Value`).
+#[derive(Debug)]
+pub struct JsonbAs<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned>
+    diesel::deserialize::FromSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for JsonbAs<T>
+{
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        // jsonb's binary form: a version byte (1), then the JSON text.
+        match value.as_bytes().split_first() {
+            Some((1, text)) => Ok(JsonbAs(serde_json::from_slice(text)?)),
+            _ => Err("unsupported jsonb encoding version".into()),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! re-parses every statement (`BENCH_PGBENCH_MODE=extended`). [`prepared`] renders the same SQL
 //! text on every call and lets diesel's statement cache key it by that text.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use diesel::pg::Pg;
@@ -16,8 +17,9 @@ use diesel::sql_types::{HasSqlType, Untyped};
 use diesel::{QueryResult, RunQueryDsl};
 
 /// A raw statement with `$1`, `$2`… placeholders, bound with [`PreparedSql::bind`] in order.
-/// A placeholder may appear several times.
-pub fn prepared(sql: impl Into<String>) -> PreparedSql {
+/// A placeholder may appear several times. Hot statements pass a `&'static str` built once
+/// (`LazyLock`), which is neither formatted nor copied per call.
+pub fn prepared(sql: impl Into<Cow<'static, str>>) -> PreparedSql {
     PreparedSql {
         sql: sql.into(),
         binds: Vec::new(),
@@ -25,7 +27,7 @@ pub fn prepared(sql: impl Into<String>) -> PreparedSql {
 }
 
 pub struct PreparedSql {
-    sql: String,
+    sql: Cow<'static, str>,
     binds: Vec<Box<dyn Bind>>,
 }
 
@@ -68,7 +70,7 @@ impl QueryFragment<Pg> for PreparedSql {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         // Each `$n` becomes diesel's next placeholder, bound to value n: the text diesel sends
         // numbers the occurrences in order, so a repeated `$n` is sent as its own parameter.
-        let mut rest = self.sql.as_str();
+        let mut rest: &str = &self.sql;
         while let Some(at) = rest.find('$') {
             let digits = rest[at + 1..]
                 .bytes()
@@ -106,6 +108,37 @@ impl Query for PreparedSql {
 }
 
 impl<Conn> RunQueryDsl<Conn> for PreparedSql {}
+
+impl PreparedSql {
+    /// For a statement whose text is the same on every call (built once, in a `LazyLock`):
+    /// diesel's statement cache then finds it by the type `Id` instead of rendering the text
+    /// and hashing it, which for the long sign-in and refresh statements cost more than
+    /// everything else diesel does per call (bench/analysis.md). `Id` must belong to this one
+    /// statement (a unit struct declared next to it).
+    pub fn same_text_as<Id: 'static>(self) -> StaticSql<Id> {
+        StaticSql(self, PhantomData)
+    }
+}
+
+/// See [`PreparedSql::same_text_as`].
+pub struct StaticSql<Id>(PreparedSql, PhantomData<fn() -> Id>);
+
+impl<Id> QueryFragment<Pg> for StaticSql<Id> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+impl<Id: 'static> QueryId for StaticSql<Id> {
+    type QueryId = Id;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Id> Query for StaticSql<Id> {
+    type SqlType = Untyped;
+}
+
+impl<Id, Conn> RunQueryDsl<Conn> for StaticSql<Id> {}
 
 #[cfg(test)]
 mod tests {

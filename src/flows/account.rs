@@ -278,6 +278,7 @@ impl AccountChanges {
         conn: &mut PgConnection,
         phone: &str,
         now: DateTime<Utc>,
+        deadline: db::Deadline,
     ) -> ApiResult<Option<user::UserRecord>> {
         let app_set = match &self.app_metadata {
             Some(patch) => match patch.only_sets() {
@@ -299,6 +300,7 @@ impl AccountChanges {
             &app_set,
             data,
             now,
+            deadline.0,
         )?)
     }
 

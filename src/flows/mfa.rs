@@ -41,6 +41,10 @@ use crate::models::user::{self, User};
 use crate::models::{db_now, refresh_token, session};
 use crate::state::AppState;
 
+mod webauthn;
+
+const WEBAUTHN_TYPE: &str = mfa::WEBAUTHN;
+
 /// TOTP as GoTrue validates it.
 const TOTP_PERIOD: u64 = 30;
 const TOTP_DIGITS: usize = 6;
@@ -78,13 +82,16 @@ pub struct Enrolled {
     pub phone: String,
 }
 
-/// GoTrue's `ChallengeFactorResponse` (TOTP).
+/// GoTrue's `ChallengeFactorResponse`.
 #[derive(Serialize)]
 pub struct Challenged {
     pub id: Uuid,
     #[serde(rename = "type")]
     pub factor_type: String,
     pub expires_at: i64,
+    /// WebAuthn factors: `{type: "create" | "request", credential_options: {publicKey}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 /// The body of `POST /factors/{id}/verify`.
@@ -184,10 +191,11 @@ pub async fn enroll(
             "MFA enroll is disabled for Phone",
         )),
         mfa::PHONE => enroll_phone(state, auth, session_id, params, client).await,
-        mfa::WEBAUTHN => Err(ApiError::unprocessable(
+        mfa::WEBAUTHN if !mfa_config.webauthn.enroll_enabled => Err(ApiError::unprocessable(
             ErrorCode::MfaWebauthnEnrollNotEnabled,
             "MFA enroll is disabled for WebAuthn",
         )),
+        mfa::WEBAUTHN => webauthn::enroll(state, auth, session_id, params, client).await,
         _ => Err(ApiError::validation(
             "factor_type needs to be totp, phone, or webauthn",
         )),
@@ -510,9 +518,24 @@ pub async fn challenge(
         } else {
             None
         };
+        let (session_data, webauthn) = if factor.factor_type == mfa::WEBAUTHN {
+            let (session, response) = webauthn::begin(conn, state, &user, &factor)?;
+            (Some(session), Some(response))
+        } else {
+            (None, None)
+        };
         // GoTrue stores a phone challenge's code as it was sent (without database encryption).
         let otp = code.as_ref().map(|c| c.otp.as_str());
-        mfa::insert_challenge(conn, challenge_id, factor.id, &client_ip(&client), otp, now)?;
+        let ip = client_ip(&client);
+        let challenge = mfa::NewChallenge {
+            id: challenge_id,
+            factor_id: factor.id,
+            ip: &ip,
+            otp_code: otp,
+            web_authn_session_data: session_data.as_ref(),
+            now,
+        };
+        mfa::insert_challenge(conn, &challenge)?;
         if let Some(otp) = otp {
             let text = state.config.mfa.phone.template.replace("{{ .Code }}", otp);
             super::phone::deliver(conn, state, &rt, &user, &factor.phone, otp, &text)?;
@@ -529,6 +552,7 @@ pub async fn challenge(
             id: challenge_id,
             factor_type: factor.factor_type,
             expires_at: (now + expiry(state)).timestamp(),
+            webauthn,
         })
     })
     .await
@@ -549,14 +573,14 @@ fn ensure_phone_challenge_allowed(
     )
 }
 
-/// GoTrue's `*_verify_enabled` switches, for challenges and verifications. WebAuthn factors
-/// are not served yet, whatever the switches say.
+/// GoTrue's `*_verify_enabled` switches, for challenges and verifications.
 fn verification_enabled(state: &AppState, factor_type: &str) -> ApiResult<()> {
     let (code, name) = match factor_type {
         mfa::TOTP if state.config.mfa.totp.verify_enabled => return Ok(()),
         mfa::TOTP => (ErrorCode::MfaTotpVerifyNotEnabled, "TOTP"),
         mfa::PHONE if state.config.mfa.phone.switches.verify_enabled => return Ok(()),
         mfa::PHONE => (ErrorCode::MfaPhoneVerifyNotEnabled, "Phone"),
+        mfa::WEBAUTHN if state.config.mfa.webauthn.verify_enabled => return Ok(()),
         _ => (ErrorCode::MfaWebauthnVerifyNotEnabled, "WebAuthn"),
     };
     Err(ApiError::unprocessable(
@@ -619,6 +643,11 @@ fn verify_in(
         return Err(ApiError::validation("Code needs to be non-empty"));
     }
     verification_enabled(state, &factor.factor_type)?;
+    let webauthn_params = if factor.factor_type == mfa::WEBAUTHN {
+        Some(webauthn::params(params.webauthn)?)
+    } else {
+        None
+    };
     let now = db_now();
     let challenge_id = params.challenge_id.unwrap_or_default();
     let challenge =
@@ -643,6 +672,18 @@ fn verify_in(
                 challenge.id
             ),
         )));
+    }
+    if let Some(webauthn_params) = webauthn_params {
+        return webauthn::verify(
+            conn,
+            state,
+            user_id,
+            session_id,
+            &factor,
+            &challenge,
+            webauthn_params,
+            client,
+        );
     }
     let mut attempts = mfa::attempts(conn, factor.id)?;
     if let Some(until) = attempts.locked_until.filter(|u| *u > now) {

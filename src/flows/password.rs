@@ -121,23 +121,41 @@ pub async fn sign_in(
         ));
     }
 
-    let tx_state = state.clone();
-    let session = db::transaction(&state.pool, move |conn| {
-        // Old bcrypt (or weaker argon2) hashes are upgraded once the password is known good.
-        let user = match rehash {
-            Some(new_hash) => {
-                let changes = UserChanges {
-                    encrypted_password: Some(new_hash),
-                    ..Default::default()
-                };
-                user::update(conn, user.id, changes, db_now())?
-                    .ok_or_else(ApiError::invalid_credentials)?
+    // The usual sign-in is one statement on its own; a hash upgrade takes a transaction.
+    let upgrade = rehash.is_some();
+    let commit = if upgrade {
+        db::FastCommit::InTransaction
+    } else {
+        state.fast_commit()
+    };
+    let sign_in = SignIn::first_factor(AuthMethod::Password, "login");
+    let (fast_state, tx_state, fast_client) = (state.clone(), state.clone(), client.clone());
+    let user_id = user.id;
+    let session = db::fast_path(
+        &state.pool,
+        commit,
+        move |conn, deadline| {
+            if upgrade {
+                return Ok(None);
             }
-            None => user,
-        };
-        let sign_in = SignIn::first_factor(AuthMethod::Password, "login");
-        session::issue(conn, &tx_state, user, sign_in, &client)
-    })
+            session::open(conn, &fast_state, user_id, sign_in, &fast_client, deadline)
+        },
+        move |conn| {
+            // Old bcrypt (or weaker argon2) hashes are upgraded once the password is known good.
+            let user = match rehash {
+                Some(new_hash) => {
+                    let changes = UserChanges {
+                        encrypted_password: Some(new_hash),
+                        ..Default::default()
+                    };
+                    user::update(conn, user.id, changes, db_now())?
+                        .ok_or_else(ApiError::invalid_credentials)?
+                }
+                None => user,
+            };
+            session::issue(conn, &tx_state, user, sign_in, &client)
+        },
+    )
     .await
     // Deleted while signing in: the same answer as for an unknown user.
     .map_err(|e| match e.code {

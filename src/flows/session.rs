@@ -102,12 +102,27 @@ pub fn issue(
     sign_in: SignIn,
     client: &ClientInfo,
 ) -> ApiResult<Session> {
+    // `None`: deleted (or soft-deleted) by a concurrent request since the caller found the user.
+    open(conn, state, user.id, sign_in, client, db::Deadline(None))?
+        .ok_or_else(super::account::user_not_found)
+}
+
+/// [`issue`] for the user `user_id` as one statement committed on its own before `deadline`
+/// (`db::fast_path`); `None`, with nothing written, when the user is gone.
+pub fn open(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user_id: Uuid,
+    sign_in: SignIn,
+    client: &ClientInfo,
+    deadline: db::Deadline,
+) -> ApiResult<Option<Session>> {
     let refresh_token = new_refresh_token();
-    let new = new_session(state, sign_in, &refresh_token, client);
-    let opened = sign_in::for_user(conn, user.id, &new)?
-        // Deleted (or soft-deleted) by a concurrent request since the caller found the user.
-        .ok_or_else(super::account::user_not_found)?;
-    finish(conn, state, opened, sign_in, refresh_token)
+    let new = new_session(state, sign_in, &refresh_token, client).guarded(deadline);
+    match sign_in::for_user(conn, user_id, &new)? {
+        Some(opened) => Ok(Some(finish(conn, state, opened, sign_in, refresh_token)?)),
+        None => Ok(None),
+    }
 }
 
 /// What [`sign_in`]'s statements need to open a session for this sign-in.
@@ -125,6 +140,7 @@ pub fn new_session<'a>(
         ip: client.ip.clone(),
         now: db_now(),
         audit_action: (!state.config.security.audit_log_disable_postgres).then_some(sign_in.action),
+        deadline: None,
     }
 }
 
@@ -243,7 +259,8 @@ pub async fn refresh_grant(state: &Arc<AppState>, token: String) -> ApiResult<Se
     let slow_token = token.clone();
     let outcome = db::fast_path(
         &state.pool,
-        move |conn| refresh_live(conn, &fast_state, &token),
+        state.fast_commit(),
+        move |conn, deadline| refresh_live(conn, &fast_state, &token, deadline),
         move |conn| refresh(conn, &slow_state, &slow_token),
     )
     .await?;
@@ -262,10 +279,13 @@ fn refresh_live(
     conn: &mut PgConnection,
     state: &AppState,
     token: &str,
+    deadline: db::Deadline,
 ) -> ApiResult<Option<RefreshOutcome>> {
     let next = new_refresh_token();
     let audit = (!state.config.security.audit_log_disable_postgres).then_some("token_refreshed");
-    let Some(rotated) = refresh_token::rotate_live(conn, token, &next, db_now(), audit)? else {
+    let Some(rotated) =
+        refresh_token::rotate_live(conn, token, &next, db_now(), audit, deadline.0)?
+    else {
         return Ok(None);
     };
     let UserRecord {

@@ -294,10 +294,11 @@ pub async fn signup(
     // Autoconfirmed: a new address is one statement; an existing one the transactional path.
     db::fast_path(
         &state.pool,
-        move |conn| {
+        state.fast_commit(),
+        move |conn, deadline| {
             let (state, contact, hash, data, client) = fast;
             Ok(
-                create_signed_in(conn, &state, &contact, &hash, data, &client)?
+                create_signed_in(conn, &state, &contact, &hash, data, &client, deadline)?
                     .map(SignupOutcome::Session),
             )
         },
@@ -419,10 +420,11 @@ fn create_signed_in(
     hash: &str,
     data: Map<String, Value>,
     client: &ClientInfo,
+    deadline: db::Deadline,
 ) -> ApiResult<Option<Session>> {
     let sign_in = SignIn::first_factor(AuthMethod::Password, "user_signedup");
     let token = crate::auth::new_refresh_token();
-    let new_session = session::new_session(state, sign_in, &token, client);
+    let new_session = session::new_session(state, sign_in, &token, client).guarded(deadline);
     let now = new_session.now;
     let (mut user, identity) = new_account(state, contact, hash, data, Some(now), now);
     user.last_sign_in_at = Some(now);

@@ -123,7 +123,8 @@ pub async fn login(
     let slow_state = state.clone();
     db::fast_path(
         &state.pool,
-        move |conn| {
+        state.fast_commit(),
+        move |conn, deadline| {
             let (state, app_id, code_session, client) = fast;
             if !simple {
                 return Ok(None);
@@ -132,7 +133,7 @@ pub async fn login(
             let key = session_key_of(&app_id, &code_session);
             let sign_in = SignIn::first_factor(AuthMethod::OAuth, "login");
             let token = new_refresh_token();
-            let new = session::new_session(&state, sign_in, &token, &client);
+            let new = session::new_session(&state, sign_in, &token, &client).guarded(deadline);
             match linking::sign_in_returning(conn, &ext, Some(&key), &new)? {
                 Some(opened) => Ok(Some(session::finish(conn, &state, opened, sign_in, token)?)),
                 None => Ok(None),
@@ -337,7 +338,8 @@ pub async fn bind_phone(
     let tx_state = state.clone();
     db::fast_path(
         &state.pool,
-        move |conn| {
+        db::FastCommit::Alone,
+        move |conn, deadline| {
             let (current, phone) = fast;
             if !needs_change {
                 return Ok(user::find_record(conn, current.id)?.map(|r| (r.user, r.identities)));
@@ -346,7 +348,7 @@ pub async fn bind_phone(
             let mut changes = AccountChanges::new(&current);
             changes.confirmed_phone(&phone, now);
             Ok(changes
-                .write_confirmed_phone(conn, &phone, now)?
+                .write_confirmed_phone(conn, &phone, now, deadline)?
                 .map(|r| (r.user, r.identities)))
         },
         move |conn| {

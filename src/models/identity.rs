@@ -112,8 +112,11 @@ pub struct IdentityJson<'a> {
     pub identity_data: Option<&'a Value>,
     pub provider: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub last_sign_in_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub updated_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub email: &'a str,

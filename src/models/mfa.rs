@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Int4, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,8 +23,10 @@ pub struct Factor {
     #[diesel(sql_type = SqlUuid)]
     pub user_id: Uuid,
     #[diesel(sql_type = Timestamptz)]
+    #[serde(serialize_with = "super::timestamp::one")]
     pub created_at: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
+    #[serde(serialize_with = "super::timestamp::one")]
     pub updated_at: DateTime<Utc>,
     #[diesel(sql_type = Text)]
     pub status: String,
@@ -41,10 +43,21 @@ pub struct Factor {
     #[diesel(sql_type = Text)]
     pub phone: String,
     #[diesel(sql_type = Nullable<Timestamptz>)]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub last_challenged_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[diesel(sql_type = Nullable<SqlUuid>)]
     pub web_authn_aaguid: Option<Uuid>,
+    /// go-webauthn's `Credential` JSON of a WebAuthn factor. Never serialised, and never part
+    /// of [`FACTORS_JSON`].
+    #[serde(skip_serializing, default)]
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub web_authn_credential: Option<serde_json::Value>,
+    /// GoTrue's `LastWebAuthnChallengeData` (`{challenge, type, credential_response}`), which
+    /// GoTrue lists with the factor.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub last_webauthn_challenge_data: Option<serde_json::Value>,
 }
 
 impl Factor {
@@ -55,7 +68,8 @@ impl Factor {
 
 const FACTOR_COLUMNS: &str = "id, user_id, created_at, updated_at, status::text AS status,
     coalesce(friendly_name, '') AS friendly_name, factor_type::text AS factor_type, secret,
-    coalesce(phone, '') AS phone, last_challenged_at, web_authn_aaguid";
+    coalesce(phone, '') AS phone, last_challenged_at, web_authn_aaguid, web_authn_credential,
+    last_webauthn_challenge_data";
 
 /// The factors of the user row aliased `u`, oldest first, as one jsonb array of [`Factor`]s
 /// without their secrets: the `factors` of a user record (`user::record_columns`).
@@ -63,7 +77,8 @@ pub const FACTORS_JSON: &str = "(SELECT coalesce(jsonb_agg(jsonb_build_object(
       'id', f.id, 'user_id', f.user_id, 'created_at', f.created_at, 'updated_at', f.updated_at,
       'status', f.status::text, 'friendly_name', coalesce(f.friendly_name, ''),
       'factor_type', f.factor_type::text, 'phone', coalesce(f.phone, ''),
-      'last_challenged_at', f.last_challenged_at, 'web_authn_aaguid', f.web_authn_aaguid)
+      'last_challenged_at', f.last_challenged_at, 'web_authn_aaguid', f.web_authn_aaguid,
+      'last_webauthn_challenge_data', f.last_webauthn_challenge_data)
     ORDER BY f.created_at), '[]') FROM auth.mfa_factors f WHERE f.user_id = u.id)";
 
 /// The user's factors, oldest first (what `GET /user` lists).
@@ -228,30 +243,38 @@ pub struct Challenge {
     pub ip_address: String,
     #[diesel(sql_type = Nullable<Text>)]
     pub otp_code: Option<String>,
+    /// go-webauthn's `SessionData` of a WebAuthn challenge.
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub web_authn_session_data: Option<serde_json::Value>,
+}
+
+/// A new challenge: a phone factor's code or a WebAuthn factor's session data.
+pub struct NewChallenge<'a> {
+    pub id: Uuid,
+    pub factor_id: Uuid,
+    pub ip: &'a str,
+    pub otp_code: Option<&'a str>,
+    pub web_authn_session_data: Option<&'a serde_json::Value>,
+    pub now: DateTime<Utc>,
 }
 
 /// Creates a challenge and stamps the factor's `last_challenged_at`, as GoTrue's
 /// `WriteChallengeToDatabase`.
-pub fn insert_challenge(
-    conn: &mut PgConnection,
-    challenge_id: Uuid,
-    factor_id: Uuid,
-    ip: &str,
-    otp_code: Option<&str>,
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
+pub fn insert_challenge(conn: &mut PgConnection, challenge: &NewChallenge<'_>) -> QueryResult<()> {
     crate::db::prepared(
         "WITH c AS (
-           INSERT INTO auth.mfa_challenges (id, factor_id, created_at, ip_address, otp_code)
-           VALUES ($1, $2, $3, $4::inet, $5)
+           INSERT INTO auth.mfa_challenges (id, factor_id, created_at, ip_address, otp_code,
+             web_authn_session_data)
+           VALUES ($1, $2, $3, $4::inet, $5, $6)
          )
          UPDATE auth.mfa_factors SET last_challenged_at = $3 WHERE id = $2",
     )
-    .bind::<SqlUuid, _>(challenge_id)
-    .bind::<SqlUuid, _>(factor_id)
-    .bind::<Timestamptz, _>(now)
-    .bind::<Text, _>(ip.to_string())
-    .bind::<Nullable<Text>, _>(otp_code.map(str::to_string))
+    .bind::<SqlUuid, _>(challenge.id)
+    .bind::<SqlUuid, _>(challenge.factor_id)
+    .bind::<Timestamptz, _>(challenge.now)
+    .bind::<Text, _>(challenge.ip.to_string())
+    .bind::<Nullable<Text>, _>(challenge.otp_code.map(str::to_string))
+    .bind::<Nullable<Jsonb>, _>(challenge.web_authn_session_data.cloned())
     .execute(conn)?;
     Ok(())
 }
@@ -263,7 +286,8 @@ pub fn find_challenge_for_update(
     challenge_id: Uuid,
 ) -> QueryResult<Option<Challenge>> {
     crate::db::prepared(
-        "SELECT id, created_at, verified_at, host(ip_address) AS ip_address, otp_code
+        "SELECT id, created_at, verified_at, host(ip_address) AS ip_address, otp_code,
+           web_authn_session_data
          FROM auth.mfa_challenges WHERE id = $1 AND factor_id = $2 FOR UPDATE",
     )
     .bind::<SqlUuid, _>(challenge_id)
@@ -289,6 +313,52 @@ pub fn mark_challenge_verified(
         .bind::<Timestamptz, _>(now)
         .execute(conn)?;
     Ok(())
+}
+
+/// A WebAuthn factor's credential (go-webauthn JSON) and AAGUID after a verification, and
+/// GoTrue's record of the last challenge.
+pub fn save_webauthn(
+    conn: &mut PgConnection,
+    factor_id: Uuid,
+    credential: &serde_json::Value,
+    aaguid: Option<Uuid>,
+    last_challenge: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    crate::db::prepared(
+        "UPDATE auth.mfa_factors SET web_authn_credential = $2, web_authn_aaguid = $3,
+           last_webauthn_challenge_data = $4, updated_at = $5
+         WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(factor_id)
+    .bind::<Jsonb, _>(credential.clone())
+    .bind::<Nullable<SqlUuid>, _>(aaguid)
+    .bind::<Jsonb, _>(last_challenge.clone())
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Whether any WebAuthn factor holds the credential `id_base64` (go-webauthn's standard
+/// base64 of the credential id), other than `except`.
+pub fn webauthn_credential_taken(
+    conn: &mut PgConnection,
+    id_base64: &str,
+    except: Uuid,
+) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        taken: bool,
+    }
+    Ok(crate::db::prepared(
+        "SELECT EXISTS (SELECT 1 FROM auth.mfa_factors WHERE factor_type = 'webauthn'
+           AND id <> $2 AND web_authn_credential->>'id' = $1) AS taken",
+    )
+    .bind::<Text, _>(id_base64.to_string())
+    .bind::<SqlUuid, _>(except)
+    .get_result::<Taken>(conn)?
+    .taken)
 }
 
 /// What weauth remembers about a factor's verifications.

@@ -9,6 +9,7 @@ pub mod one_time_token;
 pub mod refresh_token;
 pub mod session;
 pub mod sign_in;
+pub mod timestamp;
 pub mod user;
 pub mod wechat;
 

@@ -138,6 +138,7 @@ pub fn rotate_live(
     next: &str,
     now: DateTime<Utc>,
     audit_action: Option<&str>,
+    deadline: Option<DateTime<Utc>>,
 ) -> QueryResult<Option<Rotated>> {
     #[derive(QueryableByName)]
     struct Row {
@@ -150,7 +151,8 @@ pub fn rotate_live(
         #[diesel(sql_type = diesel::sql_types::Jsonb)]
         amr_json: serde_json::Value,
     }
-    let sql = format!(
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
         "WITH t AS (
            SELECT rt.id, rt.token, rt.user_id AS token_user_id, rt.session_id, s.user_id, s.aal
            FROM auth.sessions s JOIN auth.refresh_tokens rt ON rt.session_id = s.id
@@ -160,7 +162,9 @@ pub fn rotate_live(
            FOR UPDATE
          ), ok AS (
            SELECT t.* FROM t JOIN auth.users b ON b.id = t.user_id
-           WHERE b.banned_until IS NULL OR b.banned_until <= $2
+           WHERE (b.banned_until IS NULL OR b.banned_until <= $2)
+             -- every write below follows from this row: a late statement aborts here
+             AND weauth.in_time($6::timestamptz)
          ), r AS (
            UPDATE auth.refresh_tokens SET revoked = true, updated_at = $2 WHERE id = (SELECT id FROM ok)
          ), s2 AS (
@@ -182,8 +186,10 @@ pub fn rotate_live(
          FROM ok JOIN auth.users u ON u.id = ok.user_id",
         audit_log::payload_sql("u", "$4", "$5"),
         super::user::record_columns(super::user::IDENTITIES),
-    );
-    let row: Option<Row> = crate::db::prepared(sql)
+    )
+    });
+    struct RotateLive;
+    let row: Option<Row> = crate::db::prepared(SQL.as_str())
         .bind::<Text, _>(token.to_string())
         .bind::<Timestamptz, _>(now)
         .bind::<Text, _>(next.to_string())
@@ -191,6 +197,8 @@ pub fn rotate_live(
         .bind::<diesel::sql_types::Nullable<Text>, _>(
             audit_action.map(|a| audit_log::log_type(a).to_string()),
         )
+        .bind::<diesel::sql_types::Nullable<Timestamptz>, _>(deadline)
+        .same_text_as::<RotateLive>()
         .get_result(conn)
         .optional()?;
     row.map(|r| {

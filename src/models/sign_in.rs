@@ -1,10 +1,9 @@
 //! The statements that sign someone in: each finds (or creates) the user, opens the session with
 //! its amr claim, first refresh token and audit entry, and returns the [`UserRecord`] the
-//! response shows, in **one statement** (inside the caller's transaction, which `db::fast_path`
-//! keeps so that work the client was told failed is rolled back). When a statement finds
+//! response shows, in **one statement**, committed on its own (`db::fast_path`, guarded by
+//! the request's deadline) or inside the caller's transaction. When a statement finds
 //! nothing to do (an unknown identity, a banned user, an address already taken) it writes
-//! nothing and the caller continues on its general path in the same transaction
-//! (`flows::session`, `flows::linking`).
+//! nothing and the caller continues on its general path (`flows::session`, `flows::linking`).
 //!
 //! The session's CTEs ([`session_ctes`]) are shared by every statement here: they open a
 //! session for the one row of the CTE `u` (the user, as `RETURNING *` left it).
@@ -31,6 +30,18 @@ pub struct NewSession<'a> {
     pub now: DateTime<Utc>,
     /// The audit action to record (`login`, `user_signedup`), or `None` with the audit log off.
     pub audit_action: Option<&'a str>,
+    /// Bound for `weauth.in_time` when the statement commits on its own (`db::fast_path`).
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl NewSession<'_> {
+    /// The same session, written by a statement that commits on its own before `deadline`.
+    pub fn guarded(self, deadline: crate::db::Deadline) -> Self {
+        NewSession {
+            deadline: deadline.0,
+            ..self
+        }
+    }
 }
 
 /// The WeChat session_key to remember for legacy decryption (`weauth.wechat_session_keys`).
@@ -49,16 +60,18 @@ pub struct Opened {
 }
 
 /// The CTEs `s` (session), `a` (amr claim), `l` (audit entry, when an action is bound) and `t`
-/// (first refresh token) for the user row of CTE `u`, with their 9 placeholders from `$first`
-/// on, bound by [`bind_session`] in the same order.
+/// (first refresh token) for the user row of CTE `u`, with their 10 placeholders from `$first`
+/// on, bound by [`bind_session`] in the same order. `s` checks the deadline: every statement
+/// here writes only when `u` has its row, and then `s` inserts, so a late statement aborts.
 fn session_ctes(first: usize) -> String {
     let p = |k: usize| format!("${}", first + k);
-    let (sid, now, aal, ua, ip, method, token, action, log_type) =
-        (p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8));
+    let (sid, now, aal, ua, ip, method, token, action, log_type, deadline) =
+        (p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9));
     format!(
         "s AS (
            INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip)
-           SELECT {sid}, u.id, {now}, {now}, {aal}::auth.aal_level, {ua}, {ip}::inet FROM u RETURNING id
+           SELECT {sid}, u.id, {now}, {now}, {aal}::auth.aal_level, {ua}, {ip}::inet FROM u
+           WHERE weauth.in_time({deadline}::timestamptz) RETURNING id
          ), a AS (
            INSERT INTO auth.mfa_amr_claims (id, session_id, created_at, updated_at, authentication_method)
            SELECT gen_random_uuid(), id, {now}, {now}, {method} FROM s
@@ -88,6 +101,7 @@ fn bind_session(q: PreparedSql, new: &NewSession<'_>, session_id: Uuid) -> Prepa
             new.audit_action
                 .map(|a| super::audit_log::log_type(a).to_string()),
         )
+        .bind::<Nullable<Timestamptz>, _>(new.deadline)
 }
 
 /// The `k` CTE: remembers the WeChat session_key of the user of `u` when one is bound at
@@ -250,7 +264,7 @@ pub fn new_user(
     new: &NewSession<'_>,
 ) -> QueryResult<Option<Opened>> {
     // $1 the user, $2 the identity (or NULL), $3..$6 the look-up, $7..$9 the session key,
-    // $10.. the session ($11 its time).
+    // $10.. the session ($11 its time, $19 the deadline).
     let guard = match unless {
         Unless::Nothing => "true",
         Unless::Email { .. } => {

@@ -184,29 +184,39 @@ pub struct UserJson<'a> {
     pub role: &'a str,
     pub email: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub email_confirmed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub invited_at: Option<DateTime<Utc>>,
     pub phone: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub phone_confirmed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub confirmation_sent_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub confirmed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub recovery_sent_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub new_email: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub email_change_sent_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub new_phone: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub phone_change_sent_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub reauthentication_sent_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub last_sign_in_at: Option<DateTime<Utc>>,
     pub app_metadata: Map<String, Value>,
     pub user_metadata: Map<String, Value>,
@@ -214,11 +224,15 @@ pub struct UserJson<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub factors: &'a [super::mfa::Factor],
     pub identities: Option<Vec<IdentityJson<'a>>>,
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub updated_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub banned_until: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::timestamp::optional")]
     pub deleted_at: Option<DateTime<Utc>>,
     pub is_anonymous: bool,
 }
@@ -255,24 +269,23 @@ pub fn record_columns(identities: &str) -> String {
     )
 }
 
-/// The row of [`record_columns`].
+/// The row of [`record_columns`]. The relations' jsonb is parsed straight into their types.
 #[derive(QueryableByName)]
 pub struct RecordRow {
     #[diesel(embed)]
     pub user: User,
     #[diesel(sql_type = Jsonb)]
-    pub identities_json: Value,
+    pub identities_json: crate::db::JsonbAs<Vec<Identity>>,
     #[diesel(sql_type = Jsonb)]
-    pub factors_json: Value,
+    pub factors_json: crate::db::JsonbAs<Vec<super::mfa::Factor>>,
 }
 
 impl RecordRow {
     pub fn into_record(self) -> QueryResult<UserRecord> {
-        let decode = |e: serde_json::Error| diesel::result::Error::DeserializationError(e.into());
         Ok(UserRecord {
             user: self.user,
-            identities: serde_json::from_value(self.identities_json).map_err(decode)?,
-            factors: serde_json::from_value(self.factors_json).map_err(decode)?,
+            identities: self.identities_json.0,
+            factors: self.factors_json.0,
         })
     }
 }
@@ -585,15 +598,20 @@ pub fn find_for_token(
         #[diesel(sql_type = Nullable<diesel::sql_types::Uuid>)]
         session_found: Option<Uuid>,
     }
-    let row: Option<Row> = crate::db::prepared(format!(
-        "SELECT {}, (SELECT s.id FROM auth.sessions s WHERE s.id = $2 AND s.user_id = u.id) AS session_found
-         FROM auth.users u WHERE u.id = $1",
-        record_columns(IDENTITIES)
-    ))
-    .bind::<diesel::sql_types::Uuid, _>(user_id)
-    .bind::<diesel::sql_types::Uuid, _>(session_id.unwrap_or_default())
-    .get_result(conn)
-    .optional()?;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {}, (SELECT s.id FROM auth.sessions s WHERE s.id = $2 AND s.user_id = u.id) AS session_found
+             FROM auth.users u WHERE u.id = $1",
+            record_columns(IDENTITIES)
+        )
+    });
+    struct FindForToken;
+    let row: Option<Row> = crate::db::prepared(SQL.as_str())
+        .bind::<diesel::sql_types::Uuid, _>(user_id)
+        .bind::<diesel::sql_types::Uuid, _>(session_id.unwrap_or_default())
+        .same_text_as::<FindForToken>()
+        .get_result(conn)
+        .optional()?;
     row.map(|r| Ok((r.record.into_record()?, r.session_found)))
         .transpose()
 }
@@ -681,6 +699,7 @@ pub fn confirm_phone(
     app_metadata_set: &Map<String, Value>,
     identity_data: &Map<String, Value>,
     now: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
 ) -> QueryResult<Option<UserRecord>> {
     use diesel::sql_types::{Jsonb as J, Text as T, Timestamptz, Uuid as U};
     let sql = format!(
@@ -690,6 +709,7 @@ pub fn confirm_phone(
              raw_app_meta_data = (CASE WHEN jsonb_typeof(raw_app_meta_data) = 'object'
                                   THEN raw_app_meta_data ELSE '{{}}'::jsonb END) || $4::jsonb
            WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM auth.users o WHERE o.phone = $2 AND o.id <> $1)
+             AND weauth.in_time($6::timestamptz)
            RETURNING *
          ), e AS (
            UPDATE auth.identities SET updated_at = $3,
@@ -720,6 +740,7 @@ pub fn confirm_phone(
         .bind::<Timestamptz, _>(now)
         .bind::<J, _>(Value::Object(app_metadata_set.clone()))
         .bind::<J, _>(Value::Object(identity_data.clone()))
+        .bind::<diesel::sql_types::Nullable<Timestamptz>, _>(deadline)
         .get_result(conn)
         .optional()?;
     row.map(RecordRow::into_record).transpose()

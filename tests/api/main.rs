@@ -19,6 +19,7 @@ mod inputs;
 mod jwt_claims;
 mod logout;
 mod mfa;
+mod mfa_webauthn;
 mod oauth;
 mod operations;
 mod phone_otp;

@@ -4,9 +4,9 @@
 //! server's RSS sampled every 100 ms, CPU time of every process involved, and (through the
 //! counting proxy) SQL round trips.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,6 +39,17 @@ pub enum Scenario {
     BindPhone,
     /// `POST /token?grant_type=password` (argon2id verification).
     Password,
+    /// `POST /signup` of a new e-mail address per request (autoconfirm: a session; argon2id hash).
+    Signup,
+    /// Phone sign-in by code: `POST /otp` (the SMS goes to the emulator's Aliyun API), the code
+    /// read back from the emulator (not timed), `POST /verify` type `sms`. One request = both.
+    Otp,
+    /// WeChat website login: `GET /authorize?provider=wechat_qr` then `GET /callback` with a
+    /// pre-generated code of a returning user. One request = both.
+    OauthCallback,
+    /// TOTP: `POST /factors/{id}/challenge` then `/verify` with the code computed here from the
+    /// enrolled secret. One request = both.
+    MfaVerify,
     /// The emulator alone: `POST /cgi-bin/stable_token` (needs no code).
     EmuStableToken,
     /// The emulator alone: `GET /sns/jscode2session` with pre-generated codes.
@@ -58,6 +69,10 @@ impl Scenario {
             Scenario::LoginNew => "login_new",
             Scenario::BindPhone => "bind_phone",
             Scenario::Password => "password",
+            Scenario::Signup => "signup",
+            Scenario::Otp => "otp",
+            Scenario::OauthCallback => "oauth_callback",
+            Scenario::MfaVerify => "mfa_verify",
             Scenario::EmuStableToken => "emu_stable_token",
             Scenario::EmuJscode2session => "emu_jscode2session",
             Scenario::EmuPhone => "emu_phone",
@@ -76,6 +91,7 @@ impl Scenario {
             Scenario::LoginReturning => Some(CodeKind::Returning),
             Scenario::LoginNew | Scenario::EmuJscode2session => Some(CodeKind::New),
             Scenario::BindPhone | Scenario::EmuPhone => Some(CodeKind::Phone),
+            Scenario::OauthCallback => Some(CodeKind::OAuth),
             _ => None,
         }
     }
@@ -86,6 +102,8 @@ pub enum CodeKind {
     Returning,
     New,
     Phone,
+    /// WeChat website (`wechat_qr`) codes of returning users.
+    OAuth,
 }
 
 #[derive(Clone)]
@@ -96,6 +114,8 @@ pub struct Target {
     pub secret: String,
     /// Makes user names and phone numbers unique across runs on one database.
     pub tag: u32,
+    /// The website (`wechat_qr`) AppID weauth and the emulator are configured with.
+    pub qr_appid: String,
 }
 
 #[derive(clap::Args, Clone)]
@@ -150,6 +170,22 @@ pub struct RunArgs {
     pub label: String,
     #[arg(long, default_value = "bench-password-123")]
     pub password: String,
+    /// A fixed number of measured requests instead of `--duration` (the instruction counts of
+    /// `bench/run.sh instructions`).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// With `--requests`: this many warm-up requests instead of `--warmup` seconds.
+    #[arg(long)]
+    pub warmup_requests: Option<u64>,
+    /// A shell command run right before the measured phase (e.g. `callgrind_control --zero`).
+    #[arg(long)]
+    pub before_measure: Option<String>,
+    /// A shell command run right after it (e.g. `callgrind_control --dump`).
+    #[arg(long)]
+    pub after_measure: Option<String>,
+    /// The website (`wechat_qr`) AppID of the `oauth_callback` scenario.
+    #[arg(long, default_value = "wxbenchqr000000001")]
+    pub qr_appid: String,
 }
 
 /// What one worker carries between requests.
@@ -157,6 +193,60 @@ pub struct WorkerState {
     pub conn: Conn,
     pub access_token: String,
     pub refresh_token: String,
+    /// 0..c, for the scenarios where each worker has its own users (`otp`).
+    pub id: usize,
+    pub iter: u64,
+    /// A connection to the emulator's control API (`otp` reads its codes there).
+    pub emu: Option<Conn>,
+    /// Time spent in the last request on calls that are not part of it (reading the SMS).
+    pub excluded: Duration,
+}
+
+impl WorkerState {
+    pub fn new(base: &str, id: usize) -> WorkerState {
+        WorkerState {
+            conn: Conn::new(base),
+            access_token: String::new(),
+            refresh_token: String::new(),
+            id,
+            iter: 0,
+            emu: None,
+            excluded: Duration::ZERO,
+        }
+    }
+}
+
+/// An enrolled, verified TOTP factor of the `mfa_verify` scenario. Each time step's code is
+/// accepted once per factor, and only the steps around now: a factor serves about two requests
+/// and then one per 30 s, so there are many.
+pub struct Factor {
+    pub access_token: String,
+    pub id: String,
+    pub key: Vec<u8>,
+    pub last_step: i64,
+}
+
+/// The factors of a run, shared by warm-up and measurement.
+pub type Factors = Arc<Mutex<VecDeque<Factor>>>;
+
+/// A factor with a step whose code it has not used yet, and that step.
+fn take_factor(factors: &Factors) -> Option<(Factor, i64)> {
+    let mut q = factors.lock().unwrap();
+    let now = crate::totp::now_step();
+    for _ in 0..q.len() {
+        let f = q.pop_front()?;
+        let step = (f.last_step + 1).max(now - 1);
+        if step <= now + 1 {
+            return Some((f, step));
+        }
+        q.push_back(f);
+    }
+    None
+}
+
+/// The `otp` scenario's phone numbers (away from `bind_phone`'s, which count from 0).
+pub fn otp_phone(tag: u32, k: usize) -> String {
+    phone_for(tag, 500_000 + k as u64)
 }
 
 /// What every worker of a phase shares.
@@ -168,6 +258,11 @@ struct PhaseCtx {
     codes_exhausted: AtomicBool,
     creds: Arc<Vec<String>>,
     next_cred: AtomicUsize,
+    /// Unique across the phases of a run (new e-mail addresses of `signup`).
+    seq: Arc<AtomicU64>,
+    factors: Factors,
+    concurrency: usize,
+    phones_per_worker: usize,
     password: String,
     app_token: String,
     deadline: Instant,
@@ -327,6 +422,80 @@ async fn one_request(
                 )
                 .await?
         }
+        Scenario::Signup => {
+            let n = ctx.seq.fetch_add(1, Ordering::Relaxed);
+            let body = json!({
+                "email": format!("s{}-{n}@bench.example.com", t.tag),
+                "password": ctx.password,
+            })
+            .to_string();
+            st.conn
+                .send(
+                    Method::POST,
+                    "/auth/v1/signup",
+                    &[],
+                    Some(Bytes::from(body)),
+                )
+                .await?
+        }
+        Scenario::Otp => {
+            let k = st.id + ctx.concurrency * (st.iter as usize % ctx.phones_per_worker.max(1));
+            st.iter += 1;
+            let phone = otp_phone(t.tag, k);
+            let r = st
+                .conn
+                .send(
+                    Method::POST,
+                    "/auth/v1/otp",
+                    &[],
+                    Some(Bytes::from(json!({ "phone": phone }).to_string())),
+                )
+                .await?;
+            if !(200..300).contains(&r.status) {
+                return Ok(Some((false, r.status, r.body)));
+            }
+            let t0 = Instant::now();
+            let emu = st.emu.get_or_insert_with(|| Conn::new(&t.emulator));
+            let code = Prep::last_sms_code(emu, &phone).await;
+            st.excluded += t0.elapsed();
+            let Some(code) = code? else {
+                return Ok(Some((false, 0, Bytes::from(format!("no SMS for {phone}")))));
+            };
+            let body = json!({"type": "sms", "phone": phone, "token": code}).to_string();
+            st.conn
+                .send(
+                    Method::POST,
+                    "/auth/v1/verify",
+                    &[],
+                    Some(Bytes::from(body)),
+                )
+                .await?
+        }
+        Scenario::OauthCallback => {
+            let Some(code) = take_code() else {
+                return Ok(None);
+            };
+            let (ok, status, body) = Prep::oauth_round(&mut st.conn, &code).await?;
+            return Ok(Some((ok, status, body)));
+        }
+        Scenario::MfaVerify => {
+            let Some((mut f, step)) = take_factor(&ctx.factors) else {
+                ctx.codes_exhausted.store(true, Ordering::Relaxed);
+                return Ok(None);
+            };
+            let bearer = format!("Bearer {}", f.access_token);
+            let r = Prep::challenge_verify(
+                &mut st.conn,
+                &bearer,
+                &f.id,
+                &crate::totp::code(&f.key, step),
+            )
+            .await;
+            f.last_step = step;
+            ctx.factors.lock().unwrap().push_back(f);
+            let r = r?;
+            return Ok(Some(((200..300).contains(&r.status), r.status, r.body)));
+        }
         Scenario::EmuStableToken => {
             let body = json!({"grant_type": "client_credential", "appid": t.appid, "secret": t.secret, "force_refresh": false}).to_string();
             let r = st
@@ -386,11 +555,7 @@ async fn worker(ctx: Arc<PhaseCtx>, mut st: WorkerState) -> WorkerResult {
         transport: 0,
         errors: Vec::new(),
         ended: Instant::now(),
-        state: WorkerState {
-            conn: Conn::new(""),
-            access_token: String::new(),
-            refresh_token: String::new(),
-        },
+        state: WorkerState::new("", 0),
     };
     loop {
         if ctx.codes_exhausted.load(Ordering::Relaxed) {
@@ -427,8 +592,9 @@ async fn worker(ctx: Arc<PhaseCtx>, mut st: WorkerState) -> WorkerResult {
                 now
             }
         };
+        st.excluded = Duration::ZERO;
         let outcome = one_request(&ctx, &mut st).await;
-        let micros = scheduled.elapsed().as_micros() as u64;
+        let micros = scheduled.elapsed().saturating_sub(st.excluded).as_micros() as u64;
         match outcome {
             Ok(None) => break,
             Ok(Some((true, _, _))) => {
@@ -612,6 +778,171 @@ impl Prep {
         .map(|_| ())
     }
 
+    /// The code of the newest SMS the emulator accepted for `phone` (`None`: none yet).
+    pub async fn last_sms_code(emu: &mut Conn, phone: &str) -> Result<Option<String>, String> {
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let r = emu
+            .send(
+                Method::GET,
+                &format!("/emulator/sms?phone={digits}"),
+                &[],
+                None,
+            )
+            .await?;
+        let v: Value =
+            serde_json::from_slice(&r.body).map_err(|e| format!("/emulator/sms: {e}"))?;
+        Ok(v["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["otp"].as_str())
+            .map(str::to_string))
+    }
+
+    pub async fn sms_reset(t: &Target) -> Result<(), String> {
+        Self::post_json(&t.emulator, "/emulator/sms/reset", json!({}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Signs `phone` in by SMS code (creates and confirms the user the first time).
+    pub async fn otp_sign_in(t: &Target, phone: &str) -> Result<(), String> {
+        Self::post_json(&t.weauth, "/auth/v1/otp", json!({ "phone": phone })).await?;
+        let mut emu = Conn::new(&t.emulator);
+        let code = Self::last_sms_code(&mut emu, phone)
+            .await?
+            .ok_or_else(|| format!("no SMS for {phone}"))?;
+        Self::post_json(
+            &t.weauth,
+            "/auth/v1/verify",
+            json!({"type": "sms", "phone": phone, "token": code}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A website (`wechat_qr`) login code for `user`.
+    pub async fn oauth_code(t: &Target, user: &str) -> Result<String, String> {
+        let v = Self::post_json(
+            &t.emulator,
+            "/emulator/oauth-code",
+            json!({"appid": t.qr_appid, "user": user, "scope": "snsapi_login"}),
+        )
+        .await?;
+        v["code"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no code in {v}"))
+    }
+
+    /// `GET /authorize?provider=wechat_qr`, then weauth's `/callback` with the state it issued
+    /// and `code`: (signed in, status, what to show on failure).
+    pub async fn oauth_round(conn: &mut Conn, code: &str) -> Result<(bool, u16, Bytes), String> {
+        let r = conn
+            .send(
+                Method::GET,
+                "/auth/v1/authorize?provider=wechat_qr",
+                &[],
+                None,
+            )
+            .await?;
+        let state = r.location.as_deref().and_then(|l| {
+            l.split(['?', '&', '#'])
+                .find_map(|kv| kv.strip_prefix("state="))
+                .map(str::to_string)
+        });
+        let Some(state) = state.filter(|_| r.status == 302) else {
+            return Ok((false, r.status, r.body));
+        };
+        let r = conn
+            .send(
+                Method::GET,
+                &format!("/callback?state={state}&code={code}"),
+                &[],
+                None,
+            )
+            .await?;
+        let to = r.location.unwrap_or_default();
+        let ok = r.status == 302 && to.contains("access_token=");
+        Ok((ok, r.status, Bytes::from(to)))
+    }
+
+    /// `POST /factors/{id}/challenge` and `/verify` with `code`: the verify's response.
+    pub async fn challenge_verify(
+        conn: &mut Conn,
+        bearer: &str,
+        factor: &str,
+        code: &str,
+    ) -> Result<crate::http::Response, String> {
+        let auth = [("authorization", bearer)];
+        let r = conn
+            .send(
+                Method::POST,
+                &format!("/auth/v1/factors/{factor}/challenge"),
+                &auth,
+                Some(Bytes::from_static(b"{}")),
+            )
+            .await?;
+        let Some(challenge) = (r.status == 200)
+            .then(|| find_str(&r.body, "id").map(str::to_string))
+            .flatten()
+        else {
+            return Ok(r);
+        };
+        conn.send(
+            Method::POST,
+            &format!("/auth/v1/factors/{factor}/verify"),
+            &auth,
+            Some(Bytes::from(
+                json!({"challenge_id": challenge, "code": code}).to_string(),
+            )),
+        )
+        .await
+    }
+
+    /// A new WeChat user with a verified TOTP factor (its code of the previous step spent).
+    pub async fn factor(t: &Target, user: &str) -> Result<Factor, String> {
+        let (access_token, _, _) = Self::wechat_login(t, user).await?;
+        let mut c = Conn::new(&t.weauth);
+        let bearer = format!("Bearer {access_token}");
+        let r = c
+            .send(
+                Method::POST,
+                "/auth/v1/factors",
+                &[("authorization", &bearer)],
+                Some(Bytes::from(
+                    json!({"factor_type": "totp", "friendly_name": "bench"}).to_string(),
+                )),
+            )
+            .await?;
+        let v: Value = serde_json::from_slice(&r.body).map_err(|e| format!("enroll: {e}"))?;
+        let (Some(id), Some(secret)) = (v["id"].as_str(), v["totp"]["secret"].as_str()) else {
+            return Err(format!("enroll {user}: HTTP {}: {v}", r.status));
+        };
+        let key = crate::totp::base32_decode(secret).ok_or("enroll: secret is not base32")?;
+        // The previous step's code, so that the next two remain for the measurement; if the
+        // server's clock passed a step boundary meanwhile, the current one.
+        let mut step = crate::totp::now_step() - 1;
+        let mut r =
+            Self::challenge_verify(&mut c, &bearer, id, &crate::totp::code(&key, step)).await?;
+        if r.status == 422 {
+            step = crate::totp::now_step();
+            r = Self::challenge_verify(&mut c, &bearer, id, &crate::totp::code(&key, step)).await?;
+        }
+        if r.status != 200 {
+            return Err(format!(
+                "verify factor of {user}: HTTP {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ));
+        }
+        Ok(Factor {
+            access_token,
+            id: id.to_string(),
+            key,
+            last_step: step,
+        })
+    }
+
     pub async fn app_token(t: &Target) -> Result<String, String> {
         let v = Self::post_json(
             &t.emulator,
@@ -658,6 +989,10 @@ async fn gen_codes(
                 }
                 CodeKind::New => Prep::login_code(&t, &format!("n{}-{k}", t.tag)).await,
                 CodeKind::Phone => Prep::phone_code(&t, &phone_for(t.tag, k)).await,
+                CodeKind::OAuth => {
+                    Prep::oauth_code(&t, &format!("o{}-{}", t.tag, k as usize % returning.max(1)))
+                        .await
+                }
             }
         }
     })
@@ -704,6 +1039,18 @@ pub struct RunResult {
     pub unix_time: u64,
 }
 
+/// Runs `cmd` with `sh -c`; fails unless it exits 0.
+fn shell(cmd: &str) -> Result<(), String> {
+    let status = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    match status.success() {
+        true => Ok(()),
+        false => Err(format!("{cmd}: {status}")),
+    }
+}
+
 fn rate_from_file(file: &str, scenario: &str, concurrency: usize) -> Result<f64, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
     text.lines()
@@ -721,6 +1068,7 @@ pub async fn run(args: RunArgs) -> Result<RunResult, String> {
         appid: args.appid.clone(),
         secret: args.secret.clone(),
         tag: args.tag,
+        qr_appid: args.qr_appid.clone(),
     };
     let c = args.concurrency.max(1);
     let sc = args.scenario;
@@ -745,13 +1093,9 @@ pub async fn run(args: RunArgs) -> Result<RunResult, String> {
     } else {
         &t.weauth
     };
-    let mut states: Vec<WorkerState> = (0..c)
-        .map(|_| WorkerState {
-            conn: Conn::new(base),
-            access_token: String::new(),
-            refresh_token: String::new(),
-        })
-        .collect();
+    let mut states: Vec<WorkerState> = (0..c).map(|id| WorkerState::new(base, id)).collect();
+    let factors: Factors = Default::default();
+    let mut phones_per_worker = 0;
     let mut creds = Vec::new();
     let mut app_token = String::new();
     match sc {
@@ -791,13 +1135,70 @@ pub async fn run(args: RunArgs) -> Result<RunResult, String> {
         Scenario::EmuPhone => {
             app_token = Prep::app_token(&t).await?;
         }
+        Scenario::Otp => {
+            // Returning phone users, each worker its own (the emulator lists a number's SMS).
+            Prep::sms_reset(&t).await?;
+            phones_per_worker = 256usize.div_ceil(c).max(4);
+            let t2 = t.clone();
+            parallel(c * phones_per_worker, 16, move |k| {
+                let t = t2.clone();
+                async move { Prep::otp_sign_in(&t, &otp_phone(t.tag, k)).await }
+            })
+            .await?;
+        }
+        Scenario::OauthCallback => {
+            let t2 = t.clone();
+            parallel(args.returning_users, 16, move |k| {
+                let t = t2.clone();
+                async move {
+                    let code = Prep::oauth_code(&t, &format!("o{}-{k}", t.tag)).await?;
+                    let (ok, status, body) =
+                        Prep::oauth_round(&mut Conn::new(&t.weauth), &code).await?;
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "oauth login: HTTP {status}: {}",
+                            String::from_utf8_lossy(&body)
+                        ))
+                    }
+                }
+            })
+            .await?;
+        }
         _ => {}
     }
+    let seq = Arc::new(AtomicU64::new(0));
+    // Factors for `mfa_verify`: each serves about two requests (see [`Factor`]).
+    let add_factors = |n: usize| {
+        let (t2, factors, seq) = (t.clone(), factors.clone(), seq.clone());
+        async move {
+            let got = parallel(n, 16, move |_| {
+                let t = t2.clone();
+                let k = seq.fetch_add(1, Ordering::Relaxed);
+                async move { Prep::factor(&t, &format!("m{}-{c}-{k}", t.tag)).await }
+            })
+            .await?;
+            factors.lock().unwrap().extend(got);
+            Ok::<(), String>(())
+        }
+    };
     let creds = Arc::new(creds);
     let code_offset = AtomicU64::new(0);
     let kind = sc.code_kind();
-    let warm = Duration::from_secs_f64(args.warmup);
-    let measure = Duration::from_secs_f64(args.duration);
+    // With a request count, the phases end on the count (the hour is only a bound).
+    let counted = args.requests.is_some();
+    let warm = match counted {
+        true => Duration::from_secs(3600),
+        false => Duration::from_secs_f64(args.warmup),
+    };
+    let measure = match counted {
+        true => Duration::from_secs(3600),
+        false => Duration::from_secs_f64(args.duration),
+    };
+    let warm_limit = args
+        .requests
+        .map(|n| args.warmup_requests.unwrap_or(n / 10));
     let guess = rate.unwrap_or(if c == 1 { 1500.0 } else { 3000.0 });
     let make_ctx = |codes: Vec<String>, rate: Option<f64>, limit: Option<u64>| PhaseCtx {
         scenario: sc,
@@ -807,6 +1208,10 @@ pub async fn run(args: RunArgs) -> Result<RunResult, String> {
         codes_exhausted: AtomicBool::new(false),
         creds: creds.clone(),
         next_cred: AtomicUsize::new(0),
+        seq: seq.clone(),
+        factors: factors.clone(),
+        concurrency: c,
+        phones_per_worker,
         password: args.password.clone(),
         app_token: app_token.clone(),
         deadline: Instant::now(),
@@ -835,13 +1240,24 @@ pub async fn run(args: RunArgs) -> Result<RunResult, String> {
     // Warm-up.
     let warm_codes = match kind {
         Some(k) => {
-            let n = (guess * args.warmup * 1.2) as usize + 4 * c;
+            let n = match warm_limit {
+                Some(w) => w as usize + 4 * c,
+                None => (guess * args.warmup * 1.2) as usize + 4 * c,
+            };
             gen_codes(&t, k, n, &code_offset, args.returning_users).await?
         }
         None => Vec::new(),
     };
+    if sc == Scenario::MfaVerify {
+        let guess = if c == 1 { 150.0 } else { 300.0 };
+        let n = match warm_limit {
+            Some(w) => w as usize / 2 + 4 * c,
+            None => ((guess * args.warmup * 0.6) as usize).clamp(4 * c, 2000),
+        };
+        add_factors(n).await?;
+    }
     eprintln!("[{}] c={c} warm-up {:.0}s", sc.name(), args.warmup);
-    let warm_res = run_phase(make_ctx(warm_codes, rate, None), states, warm).await;
+    let warm_res = run_phase(make_ctx(warm_codes, rate, warm_limit), states, warm).await;
     let warm_rps = warm_res.requests() as f64 / warm_res.elapsed.max(0.001);
     let warmup_errors = warm_res.non2xx() + warm_res.transport;
     if warmup_errors > 0 {
@@ -900,7 +1316,10 @@ pub async fn run(args: RunArgs) -> Result<RunResult, String> {
     let codes = match kind {
         Some(k) => {
             let per_s = rate.unwrap_or(warm_rps).max(1.0);
-            let n = (per_s * args.duration * 1.3) as usize + 8 * c;
+            let n = match args.requests {
+                Some(r) => r as usize + 8 * c,
+                None => (per_s * args.duration * 1.3) as usize + 8 * c,
+            };
             eprintln!(
                 "[{}] c={c} pre-generating {n} codes (warm-up ran at {warm_rps:.0}/s)",
                 sc.name()
@@ -909,15 +1328,37 @@ pub async fn run(args: RunArgs) -> Result<RunResult, String> {
         }
         None => Vec::new(),
     };
+    match sc {
+        Scenario::MfaVerify => {
+            let n = match args.requests {
+                Some(r) => r as usize / 2 + 16 * c,
+                None => (rate.unwrap_or(warm_rps) * args.duration * 0.8) as usize + 16 * c,
+            };
+            eprintln!("[{}] c={c} enrolling {n} more factors", sc.name());
+            add_factors(n).await?;
+        }
+        // Keep the emulator's list of messages (which it scans per read) short.
+        Scenario::Otp => Prep::sms_reset(&t).await?,
+        _ => {}
+    }
     if let Some(ctl) = &args.proxy_control {
         proxy::control(ctl, "reset")
             .await
             .map_err(|e| e.to_string())?;
     }
-    eprintln!("[{}] c={c} measuring {:.0}s", sc.name(), args.duration);
+    match args.requests {
+        Some(n) => eprintln!("[{}] c={c} measuring {n} requests", sc.name()),
+        None => eprintln!("[{}] c={c} measuring {:.0}s", sc.name(), args.duration),
+    }
+    if let Some(cmd) = &args.before_measure {
+        shell(cmd)?;
+    }
     let cpu0 = CpuSnap::take(args.server_pid, args.emulator_pid);
-    let res = run_phase(make_ctx(codes, rate, None), states, measure).await;
+    let res = run_phase(make_ctx(codes, rate, args.requests), states, measure).await;
     let cpu1 = CpuSnap::take(args.server_pid, args.emulator_pid);
+    if let Some(cmd) = &args.after_measure {
+        shell(cmd)?;
+    }
     sampling.store(false, Ordering::Relaxed);
     let proxy_counts = match &args.proxy_control {
         Some(ctl) => {

@@ -16,6 +16,8 @@ pub struct Conn {
 pub struct Response {
     pub status: u16,
     pub body: Bytes,
+    /// The `Location` header (redirects of the OAuth scenario).
+    pub location: Option<String>,
 }
 
 /// `http://host:port[/...]` → `host:port`.
@@ -87,10 +89,16 @@ impl Conn {
             }
         };
         let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         match resp.into_body().collect().await {
             Ok(b) => Ok(Response {
                 status,
                 body: b.to_bytes(),
+                location,
             }),
             Err(e) => {
                 self.sender = None;

@@ -14,6 +14,7 @@ mod proxy;
 mod report;
 mod soak;
 mod sys;
+mod totp;
 
 use clap::{Parser, Subcommand};
 

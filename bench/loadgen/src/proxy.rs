@@ -143,8 +143,73 @@ fn cstr(buf: &[u8], at: usize) -> (String, usize) {
     (String::from_utf8_lossy(&buf[at..end]).into_owned(), end + 1)
 }
 
+/// The statement on one line: `--` comments dropped (outside string literals and quoted
+/// names), so that the line still parses as the same statement, and whitespace collapsed.
 fn one_line(sql: &str) -> String {
-    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(sql.len());
+    let (mut quote, mut comment) = (None::<char>, false);
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if comment {
+            if ch == '\n' {
+                comment = false;
+                out.push(' ');
+            }
+            continue;
+        }
+        match quote {
+            Some(q) if ch == q => quote = None,
+            Some(_) => {}
+            None if ch == '\'' || ch == '"' => quote = Some(ch),
+            None if ch == '-' && chars.peek() == Some(&'-') => {
+                comment = true;
+                continue;
+            }
+            None => {}
+        }
+        out.push(ch);
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A parameter type OID as a type name (`oid:N` for the ones not listed, e.g. enums).
+fn type_name(oid: u32) -> String {
+    match oid {
+        0 => "unknown",
+        16 => "bool",
+        17 => "bytea",
+        20 => "int8",
+        21 => "int2",
+        23 => "int4",
+        25 => "text",
+        114 => "json",
+        700 => "float4",
+        701 => "float8",
+        869 => "inet",
+        1009 => "text[]",
+        1015 => "varchar[]",
+        1043 => "varchar",
+        1082 => "date",
+        1114 => "timestamp",
+        1184 => "timestamptz",
+        2950 => "uuid",
+        2951 => "uuid[]",
+        3802 => "jsonb",
+        _ => return format!("oid:{oid}"),
+    }
+    .to_string()
+}
+
+/// The parameter types of a Parse message body after its name and query.
+fn param_types(body: &[u8], at: usize) -> Vec<String> {
+    let Some(n) = body.get(at..at + 2) else {
+        return Vec::new();
+    };
+    let n = u16::from_be_bytes([n[0], n[1]]) as usize;
+    (0..n)
+        .filter_map(|i| body.get(at + 2 + 4 * i..at + 6 + 4 * i))
+        .map(|b| type_name(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+        .collect()
 }
 
 async fn proxy_conn(client: TcpStream, upstream: &str, shared: Arc<Shared>) -> std::io::Result<()> {
@@ -199,7 +264,8 @@ async fn proxy_conn(client: TcpStream, upstream: &str, shared: Arc<Shared>) -> s
         })
     };
 
-    let mut statements: HashMap<String, String> = HashMap::new();
+    // name -> (SQL, parameter types), from Parse.
+    let mut statements: HashMap<String, (String, Vec<String>)> = HashMap::new();
     let c = &shared.counters;
     let result: std::io::Result<()> = async {
         loop {
@@ -225,7 +291,8 @@ async fn proxy_conn(client: TcpStream, upstream: &str, shared: Arc<Shared>) -> s
                 b'P' => {
                     c.parse.fetch_add(1, Ordering::Relaxed);
                     let (name, next) = cstr(&body, 0);
-                    let (sql, _) = cstr(&body, next);
+                    let (sql, next) = cstr(&body, next);
+                    let types = param_types(&body, next);
                     if logging {
                         log_line = Some(format!(
                             "c{conn_id} P  [{}] {}",
@@ -233,22 +300,25 @@ async fn proxy_conn(client: TcpStream, upstream: &str, shared: Arc<Shared>) -> s
                             one_line(&sql)
                         ));
                     }
-                    statements.insert(name, sql);
+                    statements.insert(name, (sql, types));
                 }
                 b'B' => {
                     c.bind.fetch_add(1, Ordering::Relaxed);
                     if logging {
                         let (_portal, next) = cstr(&body, 0);
                         let (stmt, _) = cstr(&body, next);
-                        let sql = statements
+                        let (sql, types) = statements
                             .get(&stmt)
-                            .map(|s| one_line(s))
+                            .map(|(s, t)| (one_line(s), t.join(", ")))
                             .unwrap_or_default();
-                        log_line = Some(format!(
-                            "c{conn_id} B  [{}] {}",
-                            if stmt.is_empty() { "unnamed" } else { &stmt },
-                            sql
-                        ));
+                        let name = if stmt.is_empty() { "unnamed" } else { &stmt };
+                        let mut log = shared.log.lock().unwrap();
+                        log.push(format!("c{conn_id} B  [{name}] {sql}"));
+                        if !types.is_empty() {
+                            // The parameter types, for bench/pgbench/gen.py (pgbench binds
+                            // untyped parameters, so the floors cast to these).
+                            log.push(format!("c{conn_id} T  [{name}] {types}"));
+                        }
                     }
                 }
                 b'E' => {

@@ -31,9 +31,24 @@ pub struct ReportArgs {
     pub argon2: String,
     #[arg(long)]
     pub out: String,
+    /// Instructions per request (`bench/run.sh instructions`: instructions.jsonl).
+    #[arg(long)]
+    pub instructions: Option<String>,
+    /// Hand-written "compared with" section (bench/compared.md).
+    #[arg(long)]
+    pub compared: Option<String>,
 }
 
-pub const SCENARIOS: [(&str, &str); 7] = [
+/// One line of instructions.jsonl.
+#[derive(serde::Deserialize)]
+struct Instructions {
+    scenario: String,
+    requests: u64,
+    ok: u64,
+    per_request: Option<f64>,
+}
+
+pub const SCENARIOS: [(&str, &str); 11] = [
     ("health", "`GET /health` (HTTP floor, no database)"),
     ("user", "`GET /user`"),
     ("refresh", "`POST /token?grant_type=refresh_token`"),
@@ -41,6 +56,13 @@ pub const SCENARIOS: [(&str, &str); 7] = [
     ("login_new", "WeChat login, first-time user"),
     ("bind_phone", "`GET /wechat_mini/bind_phone`"),
     ("password", "`POST /token?grant_type=password`"),
+    ("signup", "`POST /signup` (autoconfirm)"),
+    ("otp", "`POST /otp` + `POST /verify` (SMS)"),
+    (
+        "oauth_callback",
+        "`GET /authorize` + `/callback` (WeChat website)",
+    ),
+    ("mfa_verify", "TOTP `challenge` + `verify`"),
 ];
 
 pub fn meta_map(path: &str) -> BTreeMap<String, String> {
@@ -134,6 +156,11 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
         match v["label"].as_str() {
             Some("floor") | Some("floor_pool") | Some("hash_floor") | Some("hash_floor_ref") => {
                 floors.push(serde_json::from_value(v).map_err(|e| e.to_string())?)
+            }
+            Some(l) if l.starts_with("hash_") => {
+                if let Ok(f) = serde_json::from_value(v) {
+                    floors.push(f);
+                }
             }
             _ => runs.push(serde_json::from_value(v).map_err(|e| e.to_string())?),
         }
@@ -238,10 +265,10 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
         a.pool_size    );
     let _ = writeln!(
         o,
-        "| Scenario | c | req/s | p50 ms | p99 ms | errors | RSS max MiB | RT/req | floor req/s [stmts] | floor p50 / p99 ms | ratio | floor at -c {} req/s | ratio to it |",
+        "| Scenario | c | req/s | p50 ms | p99 ms | p99/p50 | errors | RSS max MiB | RT/req | floor req/s [stmts] | floor p50 / p99 ms | ratio | floor at -c {} req/s | ratio to it |",
         a.pool_size
     );
-    let _ = writeln!(o, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(o, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut pool_ratios: BTreeMap<(String, usize), f64> = BTreeMap::new();
     let mut warm_errors = Vec::new();
     let mut ratios: BTreeMap<(String, usize), f64> = BTreeMap::new();
@@ -265,7 +292,7 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
                 });
             let fl = floor(sc, c);
             let (floor_cell, floor_lat, ratio) = match (fl, sc) {
-                (Some(f), "password") => {
+                (Some(f), "password" | "signup") => {
                     let h = hash_floor.map(|h| h.rps).unwrap_or(f64::INFINITY);
                     let lo = f.rps.min(h);
                     (
@@ -303,7 +330,7 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
                 .unwrap_or_default();
             let (pool_cell, pool_ratio) = match floor_pool(sc, c) {
                 Some(f) => {
-                    let lo = if sc == "password" {
+                    let lo = if sc == "password" || sc == "signup" {
                         f.rps
                             .min(hash_floor.map(|h| h.rps).unwrap_or(f64::INFINITY))
                     } else {
@@ -316,10 +343,11 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
             };
             let _ = writeln!(
                 o,
-                "| {title} | {c} | {} | {} | {} | {} / {} | {} | {rt} | {floor_cell}{fail_note} | {floor_lat} | {} | {pool_cell} | {pool_ratio} |",
+                "| {title} | {c} | {} | {} | {} | {} | {} / {} | {} | {rt} | {floor_cell}{fail_note} | {floor_lat} | {} | {pool_cell} | {pool_ratio} |",
                 f0(r.rps),
                 f0(r.p50_ms),
                 f0(r.p99_ms),
+                if r.p50_ms > 0.0 { format!("{:.1}", r.p99_ms / r.p50_ms) } else { "–".into() },
                 r.non2xx,
                 r.transport_errors,
                 mib(r.rss_max_kb),
@@ -505,76 +533,72 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
         );
     }
 
-    // ---- targets
-    let _ = writeln!(o, "\n## Targets (issue #5)\n");
-    let _ = writeln!(o, "| Target | Measured | |");
-    let _ = writeln!(o, "| --- | --- | --- |");
-    let mut target = |name: &str, sc: &str, want: f64| {
-        let got = ratios.get(&(sc.to_string(), cmax)).copied();
-        let pool = pool_ratios.get(&(sc.to_string(), cmax)).copied();
+    // ---- instructions per request
+    let instr: Vec<Instructions> = a
+        .instructions
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let instr_of = |sc: &str| {
+        instr
+            .iter()
+            .rev()
+            .find(|i| i.scenario == sc)
+            .and_then(|i| i.per_request)
+    };
+    let _ = writeln!(o, "\n### Instructions per request\n");
+    if instr.is_empty() {
         let _ = writeln!(
             o,
-            "| {name} ≥ {want}× its floor at c={cmax} | {}{} | {} |",
-            got.map(|x| format!("{x:.2}×"))
-                .unwrap_or("not measured".into()),
-            pool.map(|x| format!(" (against the floor at -c {}: {x:.2}×)", a.pool_size))
-                .unwrap_or_default(),
-            match got {
-                Some(x) if x >= want => "met",
-                Some(_) => "**missed**",
-                None => "–",
-            }
+            "Not measured in this run (`bench/run.sh instructions`, needs valgrind)."
         );
-    };
-    target("`GET /user`", "user", 0.8);
-    target("Refresh", "refresh", 0.7);
-    target("Returning WeChat login", "login_returning", 0.7);
-    let tp: Vec<&RunResult> = runs
-        .iter()
-        .filter(|r| r.label == "throughput" && !r.scenario.starts_with("emu_"))
-        .collect();
-    let errs: u64 = tp
-        .iter()
-        .map(|r| r.non2xx + r.transport_errors + r.warmup_errors)
-        .sum();
-    let floor_fail: u64 = floors.iter().map(|f| f.failed).sum();
-    let _ = writeln!(
-        o,
-        "| Zero errors | {errs} errors in {} weauth cells (measured + warm-up), {floor_fail} failed pgbench transactions | {} |",
-        tp.len(),
-        if errs == 0 && floor_fail == 0 { "met" } else { "**missed**" }
-    );
-    let over: Vec<String> = tp
-        .iter()
-        .filter(|r| !r.scenario.starts_with("emu_") && r.rss_max_kb.unwrap_or(0) >= 100 * 1024)
-        .map(|r| {
-            format!(
-                "{} c={}: {} MiB",
-                r.scenario,
-                r.concurrency,
-                mib(r.rss_max_kb)
-            )
-        })
-        .collect();
-    let max_other = tp
-        .iter()
-        .filter(|r| !r.scenario.starts_with("emu_") && r.scenario != "password")
-        .filter_map(|r| r.rss_max_kb)
-        .max();
-    let _ = writeln!(
-        o,
-        "| RSS under 100 MB | {}max {} MiB outside the password grant | {} |",
-        if over.is_empty() {
-            String::new()
-        } else {
-            format!("over: {}; ", over.join(", "))
-        },
-        mib(max_other),
-        if over.is_empty() { "met" } else { "**missed**" }
-    );
+    } else {
+        let _ = writeln!(
+            o,
+            "weauth (release build) under `valgrind --tool=callgrind`, concurrency 1, a fixed number of requests after a warm-up of a tenth as many (excluded: `callgrind_control --zero` before the measured phase, `--dump` after it). Instructions of every thread of the weauth process, not of PostgreSQL or the load generator; unlike the µs above this does not depend on what else runs on the machine. Per-function inclusive profiles: [`bench/results/callgrind-*.txt`](bench/results/).\n"
+        );
+        let health = instr_of("health");
+        let _ = writeln!(
+            o,
+            "| Scenario | requests (ok) | instructions per request | minus `/health` |"
+        );
+        let _ = writeln!(o, "| --- | ---: | ---: | ---: |");
+        for (sc, title) in SCENARIOS {
+            let Some(i) = instr.iter().rev().find(|i| i.scenario == sc) else {
+                continue;
+            };
+            let per = i.per_request.unwrap_or(0.0);
+            let _ = writeln!(
+                o,
+                "| {title} | {} ({}) | {} | {} |",
+                i.requests,
+                i.ok,
+                thousands(per),
+                match (health, sc) {
+                    (_, "health") | (None, _) => "–".into(),
+                    (Some(h), _) => thousands(per - h),
+                }
+            );
+        }
+    }
+
+    // ---- targets
+    targets(&mut o, &a, &runs, &floors, &ratios, &pool_ratios, cmax);
 
     // ---- analysis
     if let Some(path) = &a.analysis {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let _ = writeln!(o, "\n{}", text.trim_end());
+        }
+    }
+
+    // ---- compared with
+    if let Some(path) = &a.compared {
         if let Ok(text) = std::fs::read_to_string(path) {
             let _ = writeln!(o, "\n{}", text.trim_end());
         }
@@ -595,4 +619,195 @@ pub fn report(a: ReportArgs) -> Result<(), String> {
     std::fs::write(&a.out, splice(&existing, Some(&o), None))
         .map_err(|e| format!("{}: {e}", a.out))?;
     Ok(())
+}
+
+/// 12345678.9 → "12,345,679".
+fn thousands(x: f64) -> String {
+    let n = x.round() as i64;
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "–",
+    }
+}
+
+/// The targets of issue #17 (and #5's zero errors), each with the value this run measured.
+fn targets(
+    o: &mut String,
+    a: &ReportArgs,
+    runs: &[RunResult],
+    floors: &[FloorResult],
+    ratios: &BTreeMap<(String, usize), f64>,
+    pool_ratios: &BTreeMap<(String, usize), f64>,
+    cmax: usize,
+) {
+    let _ = writeln!(o, "\n## Targets (issues #5 and #17)\n");
+    let _ = writeln!(
+        o,
+        "Every target with what this run measured. Round trips: the highest of the concurrencies of the round-trip pass; CPU, ratios: at c={cmax}.\n"
+    );
+    let _ = writeln!(o, "| Target | Measured | |");
+    let _ = writeln!(o, "| --- | --- | --- |");
+    let find = |label: &str, sc: &str, c: usize| {
+        runs.iter()
+            .rev()
+            .find(|r| r.label == label && r.scenario == sc && r.concurrency == c)
+    };
+    // Round trips.
+    for (sc, name, want, exact) in [
+        ("password", "Password sign-in", 3.0, false),
+        ("refresh", "Refresh", 3.0, false),
+        ("login_returning", "Returning WeChat login", 3.0, false),
+        ("login_new", "First-time WeChat login", 5.0, false),
+        ("bind_phone", "`bind_phone`", 4.0, false),
+        ("signup", "Sign-up", 4.0, false),
+        ("user", "`GET /user`", 1.0, true),
+    ] {
+        let got = runs
+            .iter()
+            .filter(|r| r.label == "roundtrips" && r.scenario == sc)
+            .filter_map(|r| r.rt_per_req)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let _ = writeln!(
+            o,
+            "| {name}: SQL round trips per request {} {want} | {} | {} |",
+            if exact { "=" } else { "≤" },
+            got.map(|x| format!("{x:.2}"))
+                .unwrap_or("not measured".into()),
+            verdict(got.map(|x| if exact {
+                (x - want).abs() < 0.01
+            } else {
+                x <= want + 0.005
+            })),
+        );
+    }
+    // CPU per request.
+    for (sc, name, want) in [("user", "`GET /user`", 50.0), ("refresh", "Refresh", 150.0)] {
+        let got = find("throughput", sc, cmax).and_then(|r| r.server_cpu_us_per_req);
+        let _ = writeln!(
+            o,
+            "| {name}: weauth CPU per request at c={cmax} ≤ {want} µs | {} | {} |",
+            got.map(|x| format!("{x:.0} µs"))
+                .unwrap_or("not measured".into()),
+            verdict(got.map(|x| x <= want)),
+        );
+    }
+    // Floor ratios.
+    for (sc, name, want) in [
+        ("user", "`GET /user`", 0.8),
+        ("login_returning", "Returning WeChat login", 0.8),
+        ("refresh", "Refresh", 0.9),
+    ] {
+        let got = ratios.get(&(sc.to_string(), cmax)).copied();
+        let pool = pool_ratios.get(&(sc.to_string(), cmax)).copied();
+        let _ = writeln!(
+            o,
+            "| {name} ≥ {want}× its floor at c={cmax} | {}{} | {} |",
+            got.map(|x| format!("{x:.2}×"))
+                .unwrap_or("not measured".into()),
+            pool.map(|x| format!(" (against the floor at -c {}: {x:.2}×)", a.pool_size))
+                .unwrap_or_default(),
+            verdict(got.map(|x| x >= want)),
+        );
+    }
+    // Hashing: weauth's floor against the fastest other implementation of the run.
+    let own = floors.iter().rev().find(|f| f.label == "hash_floor");
+    let best = floors
+        .iter()
+        .filter(|f| f.label.starts_with("hash_") && f.label != "hash_floor")
+        .max_by(|x, y| x.rps.total_cmp(&y.rps));
+    let _ = writeln!(
+        o,
+        "| argon2id hash floor within 10% of the fastest same-parameter implementation | {} | {} |",
+        match (own, best) {
+            (Some(w), Some(b)) => format!(
+                "weauth {:.1}/s, fastest {} {:.1}/s: {:.0}%",
+                w.rps,
+                b.mode,
+                b.rps,
+                100.0 * w.rps / b.rps
+            ),
+            (Some(w), None) => format!(
+                "weauth {:.1}/s; no other implementation measured in this run",
+                w.rps
+            ),
+            _ => "not measured".into(),
+        },
+        verdict(match (own, best) {
+            (Some(w), Some(b)) => Some(w.rps >= 0.9 * b.rps),
+            _ => None,
+        }),
+    );
+    // Tail latency.
+    let u16 = find("throughput", "user", 16);
+    let _ = writeln!(
+        o,
+        "| `GET /user` at c=16: p99 ≤ 5 × p50 | {} | {} |",
+        u16.map(|r| format!(
+            "p50 {} ms, p99 {} ms: {:.1}×",
+            f0(r.p50_ms),
+            f0(r.p99_ms),
+            r.p99_ms / r.p50_ms.max(1e-9)
+        ))
+        .unwrap_or("not measured".into()),
+        verdict(u16.map(|r| r.p99_ms <= 5.0 * r.p50_ms)),
+    );
+    // Errors and memory, every weauth cell.
+    let tp: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.label == "throughput" && !r.scenario.starts_with("emu_"))
+        .collect();
+    let errs: u64 = tp
+        .iter()
+        .map(|r| r.non2xx + r.transport_errors + r.warmup_errors)
+        .sum();
+    let floor_fail: u64 = floors.iter().map(|f| f.failed).sum();
+    let _ = writeln!(
+        o,
+        "| Zero errors | {errs} errors in {} weauth cells (measured + warm-up), {floor_fail} failed pgbench transactions | {} |",
+        tp.len(),
+        verdict(Some(errs == 0 && floor_fail == 0))
+    );
+    let over: Vec<String> = tp
+        .iter()
+        .filter(|r| r.rss_max_kb.unwrap_or(0) >= 100 * 1000 * 1000 / 1024)
+        .map(|r| {
+            format!(
+                "{} c={}: {} MiB",
+                r.scenario,
+                r.concurrency,
+                mib(r.rss_max_kb)
+            )
+        })
+        .collect();
+    let max = tp.iter().max_by_key(|r| r.rss_max_kb.unwrap_or(0));
+    let _ = writeln!(
+        o,
+        "| RSS under 100 MB in every cell | {}max {} MiB ({}) | {} |",
+        if over.is_empty() {
+            String::new()
+        } else {
+            format!("over: {}; ", over.join(", "))
+        },
+        mib(max.and_then(|r| r.rss_max_kb)),
+        max.map(|r| format!("{} c={}", r.scenario, r.concurrency))
+            .unwrap_or_default(),
+        verdict((!tp.is_empty()).then_some(over.is_empty())),
+    );
 }

@@ -346,6 +346,7 @@ pub async fn soak(a: SoakArgs) -> Result<bool, String> {
         appid: a.appid.clone(),
         secret: a.secret.clone(),
         tag: 1,
+        qr_appid: String::new(),
     };
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(a.duration);

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS weauth.in_time(timestamptz);
