@@ -157,20 +157,24 @@ pub fn for_user(
     new: &NewSession<'_>,
 ) -> QueryResult<Option<Opened>> {
     let session_id = Uuid::new_v4();
-    let sql = format!(
-        "WITH u AS (
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH u AS (
            UPDATE auth.users SET last_sign_in_at = $2, updated_at = $2
            WHERE id = $1 AND deleted_at IS NULL RETURNING *
          ), {}
          SELECT {}, (SELECT id FROM s) AS session_id FROM u",
-        session_ctes(3),
-        user::record_columns(IDENTITIES),
-    );
-    let q = prepared(sql)
+            session_ctes(3),
+            user::record_columns(IDENTITIES),
+        )
+    });
+    struct ForUser;
+    let q = prepared(SQL.as_str())
         .bind::<SqlUuid, _>(user_id)
         .bind::<Timestamptz, _>(new.now);
     opened(
         bind_session(q, new, session_id)
+            .same_text_as::<ForUser>()
             .get_result(conn)
             .optional()?,
         new,
@@ -193,8 +197,9 @@ pub fn by_identity(
     new: &NewSession<'_>,
 ) -> QueryResult<Option<Opened>> {
     let session_id = Uuid::new_v4();
-    let sql = format!(
-        "WITH b AS (
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH b AS (
            SELECT x.id AS identity_id, y.id AS user_id
            FROM auth.users y JOIN auth.identities x ON x.user_id = y.id
            WHERE x.provider = $1 AND x.provider_id = $2 AND y.deleted_at IS NULL
@@ -212,15 +217,17 @@ pub fn by_identity(
            WHERE id = (SELECT user_id FROM i) RETURNING *
          ), {}, {}
          SELECT {}, (SELECT id FROM s) AS session_id FROM u",
-        session_key_cte(5, "$4"),
-        session_ctes(8),
-        // The identity as this statement left it, with the user's others as they were.
-        user::record_columns(
-            "(SELECT * FROM i UNION ALL SELECT o.* FROM auth.identities o
+            session_key_cte(5, "$4"),
+            session_ctes(8),
+            // The identity as this statement left it, with the user's others as they were.
+            user::record_columns(
+                "(SELECT * FROM i UNION ALL SELECT o.* FROM auth.identities o
               WHERE o.id <> (SELECT id FROM i))"
-        ),
-    );
-    let q = prepared(sql)
+            ),
+        )
+    });
+    struct ByIdentity;
+    let q = prepared(SQL.as_str())
         .bind::<Text, _>(provider.to_string())
         .bind::<Text, _>(provider_id.to_string())
         .bind::<Jsonb, _>(Value::Object(data.clone()))
@@ -228,6 +235,7 @@ pub fn by_identity(
     let q = bind_session_key(q, session_key);
     opened(
         bind_session(q, new, session_id)
+            .same_text_as::<ByIdentity>()
             .get_result(conn)
             .optional()?,
         new,

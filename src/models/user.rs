@@ -262,22 +262,54 @@ pub const IDENTITIES: &str = "auth.identities";
 /// since its own subqueries see the rows as they were before it ran.
 pub fn record_columns(identities: &str) -> String {
     format!(
-        "u.*, (SELECT coalesce(jsonb_agg(to_jsonb(i) ORDER BY i.created_at), '[]')
+        "{USER_COLUMNS}, (SELECT coalesce(jsonb_agg(to_jsonb(i) ORDER BY i.created_at), '[]')
                FROM {identities} i WHERE i.user_id = u.id) AS identities_json,
          {} AS factors_json",
         super::mfa::FACTORS_JSON
     )
 }
 
-/// The row of [`record_columns`]. The relations' jsonb is parsed straight into their types.
-#[derive(QueryableByName)]
+/// [`User`]'s columns of `u`, in its field order: [`RecordRow`] reads them by position (a
+/// look-up by name compares the name with every column before it, which was the largest cost
+/// of decoding a row). Checked against `User::as_select()` by a unit test.
+const USER_COLUMNS: &str = "u.id, u.aud, u.role, u.email, u.encrypted_password, \
+     u.email_confirmed_at, u.invited_at, u.confirmation_sent_at, u.recovery_sent_at, \
+     u.email_change, u.email_change_sent_at, u.last_sign_in_at, u.raw_app_meta_data, \
+     u.raw_user_meta_data, u.created_at, u.updated_at, u.phone, u.phone_confirmed_at, \
+     u.phone_change, u.phone_change_sent_at, u.confirmed_at, u.reauthentication_sent_at, \
+     u.banned_until, u.deleted_at, u.is_anonymous";
+const USER_COLUMN_COUNT: usize = 25;
+
+/// The row of [`record_columns`], which every statement returning a record selects first. The
+/// relations' jsonb is parsed straight into their types.
 pub struct RecordRow {
-    #[diesel(embed)]
     pub user: User,
-    #[diesel(sql_type = Jsonb)]
     pub identities_json: crate::db::JsonbAs<Vec<Identity>>,
-    #[diesel(sql_type = Jsonb)]
     pub factors_json: crate::db::JsonbAs<Vec<super::mfa::Factor>>,
+}
+
+impl diesel::deserialize::QueryableByName<diesel::pg::Pg> for RecordRow {
+    fn build<'a>(
+        row: &impl diesel::row::NamedRow<'a, diesel::pg::Pg>,
+    ) -> diesel::deserialize::Result<Self> {
+        use diesel::deserialize::FromSqlRow;
+        use diesel::row::Row;
+        type UserSql = <<User as diesel::Selectable<diesel::pg::Pg>>::SelectExpression as diesel::Expression>::SqlType;
+        // A statement that does not start with record_columns() fails here, not silently.
+        if !column_named(row, 0, "id") || !column_named(row, USER_COLUMN_COUNT, "identities_json") {
+            return Err("a user record's columns must come first (user::record_columns)".into());
+        }
+        Ok(RecordRow {
+            user: <User as FromSqlRow<UserSql, diesel::pg::Pg>>::build_from_row(row)?,
+            identities_json: Row::get_value::<Jsonb, _, _>(row, USER_COLUMN_COUNT)?,
+            factors_json: Row::get_value::<Jsonb, _, _>(row, USER_COLUMN_COUNT + 1)?,
+        })
+    }
+}
+
+fn column_named<'a>(row: &impl diesel::row::Row<'a, diesel::pg::Pg>, i: usize, name: &str) -> bool {
+    use diesel::row::Field;
+    row.get(i).is_some_and(|f| f.field_name() == Some(name))
 }
 
 impl RecordRow {
@@ -702,7 +734,8 @@ pub fn confirm_phone(
     deadline: Option<DateTime<Utc>>,
 ) -> QueryResult<Option<UserRecord>> {
     use diesel::sql_types::{Jsonb as J, Text as T, Timestamptz, Uuid as U};
-    let sql = format!(
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
         "WITH u AS (
            UPDATE auth.users SET phone = $2, phone_confirmed_at = $3, phone_change = '',
              updated_at = $3, is_anonymous = false,
@@ -733,15 +766,41 @@ pub fn confirm_phone(
             "(SELECT * FROM e UNION ALL SELECT * FROM n UNION ALL
               SELECT o.* FROM auth.identities o WHERE o.user_id = $1 AND o.provider <> 'phone')"
         )
-    );
-    let row: Option<RecordRow> = crate::db::prepared(sql)
+        )
+    });
+    struct ConfirmPhone;
+    let row: Option<RecordRow> = crate::db::prepared(SQL.as_str())
         .bind::<U, _>(user_id)
         .bind::<T, _>(phone.to_string())
         .bind::<Timestamptz, _>(now)
         .bind::<J, _>(Value::Object(app_metadata_set.clone()))
         .bind::<J, _>(Value::Object(identity_data.clone()))
         .bind::<diesel::sql_types::Nullable<Timestamptz>, _>(deadline)
+        .same_text_as::<ConfirmPhone>()
         .get_result(conn)
         .optional()?;
     row.map(RecordRow::into_record).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_columns_list_users_fields_in_their_order() {
+        let select =
+            diesel::debug_query::<diesel::pg::Pg, _>(&users::table.select(User::as_select()))
+                .to_string();
+        let expected: Vec<&str> = select
+            .split("\"auth\".\"users\".\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        let ours: Vec<&str> = USER_COLUMNS
+            .split(',')
+            .map(|c| c.trim().trim_start_matches("u."))
+            .collect();
+        assert_eq!(ours, expected);
+        assert_eq!(ours.len(), USER_COLUMN_COUNT);
+    }
 }
