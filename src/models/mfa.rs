@@ -259,7 +259,8 @@ pub struct NewChallenge<'a> {
 }
 
 /// Creates a challenge and stamps the factor's `last_challenged_at`, as GoTrue's
-/// `WriteChallengeToDatabase`.
+/// `WriteChallengeToDatabase`; a stamp another factor holds (the column is unique) is moved on
+/// by a microsecond instead of failing (`weauth.stamp_last_challenged`).
 pub fn insert_challenge(conn: &mut PgConnection, challenge: &NewChallenge<'_>) -> QueryResult<()> {
     crate::db::prepared(
         "WITH c AS (
@@ -267,7 +268,8 @@ pub fn insert_challenge(conn: &mut PgConnection, challenge: &NewChallenge<'_>) -
              web_authn_session_data)
            VALUES ($1, $2, $3, $4::inet, $5, $6)
          )
-         UPDATE auth.mfa_factors SET last_challenged_at = $3 WHERE id = $2",
+         -- last_challenged_at is UNIQUE in GoTrue's schema: the function finds a free stamp.
+         SELECT weauth.stamp_last_challenged($2, $3)",
     )
     .bind::<SqlUuid, _>(challenge.id)
     .bind::<SqlUuid, _>(challenge.factor_id)

@@ -935,3 +935,26 @@ async fn phone_challenges_respect_the_send_interval_and_the_switches() {
     )
     .await;
 }
+
+/// `last_challenged_at` is UNIQUE in GoTrue's schema: two factors challenged in the same
+/// microsecond used to fail with 500 (the benchmark's mfa_verify cell hit it). The stamp of the
+/// second moves on by a microsecond instead.
+#[tokio::test]
+async fn challenges_in_the_same_microsecond_get_distinct_stamps() {
+    let app = TestApp::spawn();
+    let (_, first, _) = user_with_factor(&app, "stamp-a@example.com").await;
+    let (_, second, _) = user_with_factor(&app, "stamp-b@example.com").await;
+    let stamp_of = |id: &str| {
+        app.db.scalar(&format!(
+            "SELECT (extract(epoch FROM last_challenged_at) * 1000000)::bigint
+             FROM auth.mfa_factors WHERE id = '{id}'"
+        ))
+    };
+    let taken = stamp_of(&first);
+    app.db.execute(&format!(
+        "SELECT weauth.stamp_last_challenged('{second}',
+           (SELECT last_challenged_at FROM auth.mfa_factors WHERE id = '{first}'))"
+    ));
+    assert_eq!(stamp_of(&second), taken + 1);
+    assert_eq!(stamp_of(&first), taken);
+}

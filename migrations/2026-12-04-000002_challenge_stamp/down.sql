@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS weauth.stamp_last_challenged(uuid, timestamptz);
