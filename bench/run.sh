@@ -216,10 +216,10 @@ PY
       {
         echo "# callgrind_annotate --inclusive=yes: weauth, $scenario, $n requests at c=1 after warm-up"
         echo "# (instructions of the measured phase, all threads; release build, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
-        callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null | head -250
+        callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null | sed -n '1,250p'
         echo
         echo "# callgrind_annotate (exclusive, self cost): the same dump"
-        callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null | sed -n '/^Ir  *file:function/,$p' | head -80
+        callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null | sed -n '/^Ir  *file:function/,$p' | sed -n '1,80p'
       } >"$WORK/callgrind-$scenario.txt"
     fi
   done
