@@ -206,7 +206,7 @@ impl KeySet {
         }
         // The time claims were checked above; jsonwebtoken's own checks are a subset of them.
         let claims = claims.ok_or_else(malformed)?;
-        if claims.trim_ascii_start().first() != Some(&b'{') {
+        if !is_json_object(&claims) {
             return Err(malformed());
         }
         serde_json::from_slice(&claims).map_err(|_| malformed())
@@ -243,35 +243,28 @@ fn check_time_claims(payload: &[u8], now: i64) -> Result<(), ApiError> {
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
         Value::deserialize(d).map(Some)
     }
-    let mut claims = Map::new();
-    match serde_json::from_slice::<TimeClaims>(payload) {
-        Ok(time) if payload.trim_ascii_start().first() == Some(&b'{') => {
-            for (name, value) in [
-                ("exp", time.exp),
-                ("nbf", time.nbf),
-                ("iat", time.iat),
-                ("sub", time.sub),
-            ] {
-                if let Some(value) = value {
-                    claims.insert(name.to_string(), value);
-                }
-            }
-        }
+    let time = match serde_json::from_slice::<TimeClaims>(payload) {
+        Ok(time) if is_json_object(payload) => time,
         _ => match serde_json::from_slice::<Value>(payload) {
-            Ok(Value::Object(all)) => claims = all,
+            Ok(Value::Object(mut all)) => TimeClaims {
+                exp: all.remove("exp"),
+                nbf: all.remove("nbf"),
+                iat: all.remove("iat"),
+                sub: all.remove("sub"),
+            },
             _ => return Ok(()),
         },
-    }
-    for name in ["exp", "nbf", "iat"] {
-        if claims.get(name).is_some_and(|v| !v.is_number()) {
+    };
+    for (name, value) in [("exp", &time.exp), ("nbf", &time.nbf), ("iat", &time.iat)] {
+        if value.as_ref().is_some_and(|v| !v.is_number()) {
             return refuse(format!(
                 "token is malformed: could not JSON decode claim: {name} is not a number"
             ));
         }
     }
-    let number = |name: &str| claims.get(name).and_then(Value::as_f64);
-    let names_user = claims.get("sub").is_some_and(|v| !v.is_null());
-    match number("exp") {
+    let number = |claim: &Option<Value>| claim.as_ref().and_then(Value::as_f64);
+    let names_user = time.sub.as_ref().is_some_and(|v| !v.is_null());
+    match number(&time.exp) {
         None if names_user => {
             return refuse(
                 "token has invalid claims: token is missing required claim: exp claim is required"
@@ -283,10 +276,15 @@ fn check_time_claims(payload: &[u8], now: i64) -> Result<(), ApiError> {
         }
         _ => {}
     }
-    if number("nbf").is_some_and(|nbf| (now as f64) < nbf) {
+    if number(&time.nbf).is_some_and(|nbf| (now as f64) < nbf) {
         return refuse("token has invalid claims: token is not valid yet".into());
     }
     Ok(())
+}
+
+/// A JSON text that is an object (serde would also read a struct from an array).
+fn is_json_object(json: &[u8]) -> bool {
+    json.trim_ascii_start().first() == Some(&b'{')
 }
 
 impl Key {

@@ -306,13 +306,22 @@ where
     T: Send + 'static,
 {
     run_until(pool, move |conn, expired| {
-        conn.transaction(|conn| {
-            let value = f(conn)?;
-            expired.check()?;
-            Ok(value)
-        })
+        committed_unless_expired(conn, expired, f)
     })
     .await
+}
+
+/// One transaction around `f`, rolled back instead of committed if the request gave up.
+fn committed_unless_expired<T>(
+    conn: &mut PgConnection,
+    expired: &Expired,
+    f: impl FnOnce(&mut PgConnection) -> ApiResult<T>,
+) -> ApiResult<T> {
+    conn.transaction(|conn| {
+        let value = f(conn)?;
+        expired.check()?;
+        Ok(value)
+    })
 }
 
 /// How [`fast_path`] commits its one statement.
@@ -351,19 +360,11 @@ where
             if let Some(value) = fast(conn, Deadline(Some(deadline)))? {
                 return Ok(value);
             }
-            return conn.transaction(|conn| {
-                let value = slow(conn)?;
-                expired.check()?;
-                Ok(value)
-            });
+            return committed_unless_expired(conn, expired, slow);
         }
-        conn.transaction(|conn| {
-            let value = match fast(conn, Deadline(None))? {
-                Some(value) => value,
-                None => slow(conn)?,
-            };
-            expired.check()?;
-            Ok(value)
+        committed_unless_expired(conn, expired, |conn| match fast(conn, Deadline(None))? {
+            Some(value) => Ok(value),
+            None => slow(conn),
         })
     })
     .await
